@@ -1,0 +1,275 @@
+"""The one door to the Kubernetes API.
+
+Everything else sees `KubeApi`, plain JSON dicts or `ConfigMap` values, and the errors below;
+only this module imports `kubernetes` (ruff TID251 enforces it). The client's typed model
+objects are skipped on purpose: we ask for raw JSON (`_preload_content=False`), which is both
+faster and lets the narrow pydantic views decide what they accept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+LIST_PAGE_SIZE = 500
+
+
+class KubeError(Exception):
+    """An API call that did not succeed. `status` is None when no HTTP answer arrived."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    """409 Conflict: the resourceVersion precondition failed."""
+
+
+class AlreadyExists(KubeError):
+    """409 AlreadyExists on create: someone else created the object first."""
+
+
+class Unreachable(KubeError):
+    """No answer: connection refused or reset, TLS failure, or timeout."""
+
+
+@dataclass
+class ConfigMap:
+    name: str
+    namespace: str
+    data: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    resource_version: str = ""
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> ConfigMap:
+        meta = obj.get("metadata") or {}
+        return cls(
+            name=meta.get("name", ""),
+            namespace=meta.get("namespace", ""),
+            data=dict(obj.get("data") or {}),
+            labels=dict(meta.get("labels") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+            resource_version=meta.get("resourceVersion", ""),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self.labels:
+            meta["labels"] = self.labels
+        if self.annotations:
+            meta["annotations"] = self.annotations
+        if self.resource_version:
+            meta["resourceVersion"] = self.resource_version
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": self.data}
+
+
+class KubeApi(Protocol):
+    """The calls this project makes, and nothing else (RBAC in knative/ grants exactly these)."""
+
+    def get_configmap(self, namespace: str, name: str, timeout: float) -> ConfigMap: ...
+
+    def create_configmap(self, configmap: ConfigMap, timeout: float) -> ConfigMap: ...
+
+    def replace_configmap(self, configmap: ConfigMap, timeout: float) -> ConfigMap:
+        """PUT guarded by `configmap.resource_version`; raises Conflict when it is stale."""
+        ...
+
+    def list_configmaps(
+        self, namespace: str, label_selector: str, timeout: float
+    ) -> list[ConfigMap]: ...
+
+    def list_nodes(self, label_selector: str, timeout: float) -> list[dict[str, Any]]: ...
+
+    def list_pods(
+        self, namespace: str | None, field_selector: str, timeout: float
+    ) -> list[dict[str, Any]]:
+        """Pods of one namespace, or of all namespaces when `namespace` is None."""
+        ...
+
+    def get_workload(
+        self, resource: str, namespace: str, name: str, timeout: float
+    ) -> dict[str, Any]:
+        """GET apps/v1 `deployments` or `statefulsets`."""
+        ...
+
+    def server_version(self, timeout: float) -> dict[str, Any]: ...
+
+    def last_success(self) -> float | None:
+        """time.monotonic() of the last call that got an answer from the API server."""
+        ...
+
+
+def _describe(exc: ApiException) -> tuple[str, str]:
+    """Reason and message from the Status body the API server sends with every error."""
+    try:
+        status = json.loads(exc.body or b"{}")
+    except (ValueError, TypeError):
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    reason = str(status.get("reason") or exc.reason or "")
+    message = " ".join(str(status.get("message") or exc.reason or "").split())
+    return reason, message
+
+
+def _translate(exc: Exception, what: str, timeout: float) -> KubeError:
+    if isinstance(exc, ApiException):
+        if exc.status == 0 or exc.status is None:
+            return Unreachable(f"{what}: {exc.reason}")
+        reason, message = _describe(exc)
+        text = f"{what}: {exc.status} {reason}: {message}"
+        if exc.status == 404:
+            return NotFound(text, 404, reason)
+        if exc.status == 409:
+            kind = AlreadyExists if reason == "AlreadyExists" else Conflict
+            return kind(text, 409, reason)
+        return KubeError(text, exc.status, reason)
+    if isinstance(exc, urllib3.exceptions.TimeoutError) or (
+        isinstance(exc, urllib3.exceptions.MaxRetryError)
+        and isinstance(exc.reason, urllib3.exceptions.TimeoutError)
+    ):
+        return Unreachable(f"{what}: timeout after {timeout:g}s")
+    return Unreachable(f"{what}: {' '.join(str(exc).split())}")
+
+
+def _load_configuration(kubeconfig: str | None) -> Any:
+    """KUBECONFIG (`:`-separated paths merge as kubectl does), ~/.kube/config, or in-cluster."""
+    configuration = kubernetes.client.Configuration()
+    paths = kubeconfig or ""
+    default = os.path.expanduser("~/.kube/config")
+    if paths or os.path.exists(default):
+        kubernetes.config.load_kube_config(
+            config_file=paths or default, client_configuration=configuration
+        )
+    else:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    # Only connection failures are retried: a retried read would outlive the caller's deadline.
+    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0)
+    # One process serves many threads; urllib3's default pool of 4 would serialise them.
+    configuration.connection_pool_maxsize = 64
+    return configuration
+
+
+class ClientKubeApi:
+    """KubeApi on the official `kubernetes` client, created lazily on first use."""
+
+    def __init__(self, kubeconfig: str | None) -> None:
+        self._kubeconfig = kubeconfig
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._last_success: float | None = None
+
+    def _api(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                try:
+                    configuration = _load_configuration(self._kubeconfig)
+                except Exception as exc:  # the loaders raise several unrelated types
+                    raise Unreachable(f"load kubeconfig: {' '.join(str(exc).split())}") from exc
+                self._client = kubernetes.client.ApiClient(configuration)
+            return self._client
+
+    def last_success(self) -> float | None:
+        return self._last_success
+
+    def _call(self, what: str, timeout: float, method: str, path: str, **kwargs: Any) -> Any:
+        api = self._api()
+        try:
+            response = api.call_api(
+                path,
+                method,
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=max(timeout, 0.001),
+                **kwargs,
+            )
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if isinstance(exc, ApiException) and exc.status:
+                self._last_success = time.monotonic()
+            raise _translate(exc, what, timeout) from exc
+        self._last_success = time.monotonic()
+        return json.loads(response[0].data)
+
+    def _list(
+        self, what: str, path: str, timeout: float, query: list[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params = [*query, ("limit", str(LIST_PAGE_SIZE))]
+            if token:
+                params.append(("continue", token))
+            page = self._call(what, deadline - time.monotonic(), "GET", path, query_params=params)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
+
+    def get_configmap(self, namespace: str, name: str, timeout: float) -> ConfigMap:
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+        return ConfigMap.from_json(
+            self._call(f"get configmaps {namespace}/{name}", timeout, "GET", path)
+        )
+
+    def create_configmap(self, configmap: ConfigMap, timeout: float) -> ConfigMap:
+        path = f"/api/v1/namespaces/{configmap.namespace}/configmaps"
+        what = f"create configmaps {configmap.namespace}/{configmap.name}"
+        body = configmap.to_json()
+        body["metadata"].pop("resourceVersion", None)
+        return ConfigMap.from_json(self._call(what, timeout, "POST", path, body=body))
+
+    def replace_configmap(self, configmap: ConfigMap, timeout: float) -> ConfigMap:
+        path = f"/api/v1/namespaces/{configmap.namespace}/configmaps/{configmap.name}"
+        what = f"update configmaps {configmap.namespace}/{configmap.name}"
+        return ConfigMap.from_json(self._call(what, timeout, "PUT", path, body=configmap.to_json()))
+
+    def list_configmaps(
+        self, namespace: str, label_selector: str, timeout: float
+    ) -> list[ConfigMap]:
+        path = f"/api/v1/namespaces/{namespace}/configmaps"
+        items = self._list(
+            f"list configmaps {namespace}", path, timeout, [("labelSelector", label_selector)]
+        )
+        return [ConfigMap.from_json(item) for item in items]
+
+    def list_nodes(self, label_selector: str, timeout: float) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)]
+        return self._list("list nodes", "/api/v1/nodes", timeout, query)
+
+    def list_pods(
+        self, namespace: str | None, field_selector: str, timeout: float
+    ) -> list[dict[str, Any]]:
+        path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+        query = [("fieldSelector", field_selector)] if field_selector else []
+        return self._list(f"list pods {namespace or ''}".rstrip(), path, timeout, query)
+
+    def get_workload(
+        self, resource: str, namespace: str, name: str, timeout: float
+    ) -> dict[str, Any]:
+        path = f"/apis/apps/v1/namespaces/{namespace}/{resource}/{name}"
+        result: dict[str, Any] = self._call(
+            f"get {resource} {namespace}/{name}", timeout, "GET", path
+        )
+        return result
+
+    def server_version(self, timeout: float) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("get version", timeout, "GET", "/version")
+        return result

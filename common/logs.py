@@ -1,0 +1,57 @@
+"""JSON-lines logging on stdout (SPEC 10): one object per line, context as top-level keys."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+_LEVEL_NAMES = {
+    TRACE: "trace",
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "fatal",
+}
+# Attributes every LogRecord has; anything else came in through `extra=` and is context.
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+ROOT_LOGGER = "cocoon_webhook"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info and record.exc_info[1] is not None:
+            entry.setdefault("error", " ".join(str(record.exc_info[1]).split()))
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def setup_logging(level: int) -> None:
+    """Route our loggers to stdout as JSON at `level`; idempotent (function reloads call it)."""
+    logger = logging.getLogger(ROOT_LOGGER)
+    logger.setLevel(level)
+    logger.propagate = False
+    if not any(getattr(h, "_cocoon", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonFormatter())
+        handler._cocoon = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"{ROOT_LOGGER}.{name}")

@@ -1,0 +1,45 @@
+"""Process-wide wiring: settings, logging and the lazy Kubernetes client, built once.
+
+Function modules call `endpoint(...)` at import, so functions-framework loads the settings
+when it loads the module: a bad value stops the revision before it can become Ready.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from datetime import UTC, datetime
+
+from common.admission import Endpoint
+from common.config import ConfigError, Settings, load_settings
+from common.endpoints import cocoonset_endpoint, validate_endpoint
+from common.kube import ClientKubeApi, KubeApi
+from common.logs import setup_logging
+
+
+@functools.cache
+def settings() -> Settings:
+    try:
+        loaded = load_settings()
+    except ConfigError as exc:
+        # One line, not a traceback: this is what an operator reads in `kubectl logs`.
+        line = {"time": datetime.now(UTC).isoformat(), "level": "fatal", "msg": str(exc)}
+        print(json.dumps(line), flush=True)
+        raise SystemExit(1) from None
+    setup_logging(loaded.log_level)
+    return loaded
+
+
+@functools.cache
+def kube() -> KubeApi:
+    return ClientKubeApi(settings().kubeconfig)
+
+
+def endpoint(handler: str) -> Endpoint:
+    settings()
+    if handler == "validate":
+        return validate_endpoint(kube())
+    if handler == "validate_cocoonset":
+        return cocoonset_endpoint()
+    raise ValueError(f"unknown handler {handler!r}")

@@ -1,0 +1,401 @@
+"""CocoonSet admission (SPEC 7): decode the spec, apply the business rules, return a Verdict.
+
+Pure: the admission shell hands over `operation`, `object` and `oldObject` as parsed JSON. The
+messages are contracts shared with the Go original (users grep for them, the operator's docs quote
+them), so every string here is pinned by a test.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from common.quantity import is_quantity
+from common.verdict import Decision, Verdict, allow, deny
+
+DECODE_PREFIX: Final = "cocoon-webhook: decode CocoonSet: "
+INVALID_PREFIX: Final = "cocoon-webhook: invalid CocoonSet spec: "
+OBJECT_MISSING: Final = "object is missing"
+
+AGENT_MODES: Final = frozenset({"clone", "run"})
+TOOLBOX_MODES: Final = frozenset({"run", "clone", "static"})
+OS_TYPES: Final = frozenset({"linux", "windows", "android"})
+SNAPSHOT_POLICIES: Final = frozenset({"always", "main-only", "never"})
+
+# --- Go %q ------------------------------------------------------------------------------------
+
+_GO_ESCAPES: Final = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
+def go_quote(s: str) -> str:
+    """Quote `s` exactly as Go's `%q` (strconv.Quote) would, for any string JSON can carry."""
+    out = ['"']
+    for raw in s:
+        # Python's json keeps a lone surrogate escape; Go's encoding/json has already turned it
+        # into U+FFFD by the time the Go original quoted the value.
+        ch = "\ufffd" if "\ud800" <= raw <= "\udfff" else raw
+        code = ord(ch)
+        escaped = _GO_ESCAPES.get(ch)
+        if escaped is not None:
+            out.append(escaped)
+        # str.isprintable and Go's strconv.IsPrint agree: L, M, N, P, S and the ASCII space.
+        elif ch.isprintable():
+            out.append(ch)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+# --- RFC 1123 / DNS 1123 (k8s.io/apimachinery/pkg/util/validation) --------------------------------
+
+DNS1123_LABEL_MAX: Final = 63
+DNS1123_SUBDOMAIN_MAX: Final = 253
+_LABEL_FMT: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN_FMT: Final = _LABEL_FMT + r"(\." + _LABEL_FMT + ")*"
+_LABEL_RE: Final = re.compile(_LABEL_FMT)
+_SUBDOMAIN_RE: Final = re.compile(_SUBDOMAIN_FMT)
+_NUMERIC_RE: Final = re.compile("[0-9]+")
+
+LABEL_TOO_LONG: Final = f"must be no more than {DNS1123_LABEL_MAX} characters"
+LABEL_HAS_DOTS: Final = "must not contain dots"
+# Kubernetes' RegexError joins its examples with "or " after an empty middle, hence two spaces.
+LABEL_BAD_CHARS: Final = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+    f"regex used for validation is '{_LABEL_FMT}')"
+)
+
+
+def _go_len(value: str) -> int:
+    """Length as Go's len(): UTF-8 bytes, surrogates counted as the U+FFFD Go would hold."""
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def rfc1123_label_errors(value: str) -> list[str]:
+    """IsDNS1123Label's messages for `value`, in its order; empty when the label is valid."""
+    errors = []
+    if _go_len(value) > DNS1123_LABEL_MAX:
+        errors.append(LABEL_TOO_LONG)
+    if _LABEL_RE.fullmatch(value) is None:
+        # Regex only, no length limit: a 300-character dotted name still earns "dots".
+        if _SUBDOMAIN_RE.fullmatch(value) is not None:
+            errors.append(LABEL_HAS_DOTS)
+        else:
+            errors.append(LABEL_BAD_CHARS)
+    return errors
+
+
+def is_dns1123_subdomain(value: str) -> bool:
+    """IsDNS1123Subdomain: at most 253 characters of dot-separated lowercase labels."""
+    return _go_len(value) <= DNS1123_SUBDOMAIN_MAX and _SUBDOMAIN_RE.fullmatch(value) is not None
+
+
+# --- Decoding ---------------------------------------------------------------------------------
+
+
+class SpecDecodeError(ValueError):
+    """`object` cannot be decoded as a CocoonSet; `reason` is one line naming the JSON path."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Go's resource.Quantity.UnmarshalJSON trims Unicode white space before parsing.
+_GO_SPACE: Final = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_MAX_SHOWN: Final = 40
+
+
+def _shown(value: str) -> str:
+    """A quoted value for a decode reason, cut so one huge string cannot bloat the denial."""
+    if len(value) > _MAX_SHOWN:
+        value = value[: _MAX_SHOWN - 1] + "…"
+    return go_quote(value)
+
+
+def _quantity(value: Any) -> str:
+    if value is None:  # a null quantity decodes to zero in Go
+        return ""
+    if isinstance(value, bool):
+        raise PydanticCustomError("quantity", "want quantity")
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        text = value.strip(_GO_SPACE)
+        if is_quantity(text):
+            return text
+    raise PydanticCustomError("quantity", "want quantity")
+
+
+_INT32_MIN: Final = -(2**31)
+_INT32_MAX: Final = 2**31 - 1
+Int32 = Annotated[int, Field(ge=_INT32_MIN, le=_INT32_MAX)]
+Quantity = Annotated[str, PlainValidator(_quantity)]
+
+
+class _View(BaseModel):
+    """A narrow, read-only view of what the rules need; unknown fields are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, alias_generator=to_camel)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_absent(cls, data: Any) -> Any:
+        # encoding/json leaves a field at its zero value for `null`; dropping the key does the same.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+
+class Resources(_View):
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class AgentSpec(_View):
+    image: str = ""
+    replicas: Int32 = 0
+    mode: str = ""
+    os: str = ""
+    network: str = ""
+    node_pool: str = ""
+    vnc_port: Int32 = 0
+    service_account_name: str = ""
+    storage: Quantity = ""
+    resources: Resources = Field(default_factory=Resources)
+
+
+class ToolboxSpec(_View):
+    name: str = ""
+    image: str = ""
+    mode: str = ""
+    os: str = ""
+    static_ip: str = Field(default="", alias="staticIP")
+    static_vmid: str = Field(default="", alias="staticVMID")
+    network: str = ""
+    vnc_port: Int32 = 0
+    storage: Quantity = ""
+    resources: Resources = Field(default_factory=Resources)
+
+
+class CocoonSetSpec(_View):
+    agent: AgentSpec = Field(default_factory=AgentSpec)
+    toolboxes: list[ToolboxSpec] = Field(default_factory=list)
+    snapshot_policy: str = ""
+    suspend: bool = False
+    node_pool: str = ""
+
+    @field_validator("toolboxes", mode="before")
+    @classmethod
+    def _null_toolbox_is_empty(cls, data: Any) -> Any:
+        # encoding/json decodes a `null` element to a zero ToolboxSpec, which then fails T1.
+        if isinstance(data, list):
+            return [{} if item is None else item for item in data]
+        return data
+
+
+# pydantic error type → what the field wants, in JSON terms.
+_WANTS: Final = {
+    "model_type": "object",
+    "model_attributes_type": "object",
+    "dict_type": "object",
+    "list_type": "array",
+    "string_type": "string",
+    "bool_type": "bool",
+    "quantity": "quantity (e.g. 100Gi, 500m, 1e3)",
+}
+_INT32_WANT: Final = "int32 integer"
+_PLAIN_KEY: Final = re.compile("[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int) and value.bit_length() > 64:
+        # Too long to be worth showing, and past 4300 digits Python refuses to format it.
+        return "number"
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _json_path(loc: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part) and len(part) <= _MAX_SHOWN:
+            path += f".{part}"
+        else:  # resource names such as nvidia.com/gpu, where a dot would mislead
+            path += f"[{_shown(part)}]"
+    return path
+
+
+def _reason(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    kind = first["type"]
+    value = first["input"]
+    if kind.startswith("int") or kind in ("greater_than_equal", "less_than_equal"):
+        want = _INT32_WANT
+    else:
+        want = _WANTS.get(kind, kind)
+    got = _shown(value) if kind == "quantity" and isinstance(value, str) else _json_type(value)
+    return f"{_json_path(first['loc'])}: want {want}, got {got}"
+
+
+def decode_spec(obj: Any) -> CocoonSetSpec:
+    """Decode `object.spec` into the view the rules read; raise SpecDecodeError on a bad shape."""
+    if obj is None:
+        raise SpecDecodeError(OBJECT_MISSING)
+    if not isinstance(obj, dict):
+        raise SpecDecodeError(f"object: want object, got {_json_type(obj)}")
+    spec = obj.get("spec")
+    if spec is None:
+        return CocoonSetSpec()
+    try:
+        return CocoonSetSpec.model_validate(spec)
+    except ValidationError as error:
+        raise SpecDecodeError(_reason(error)) from None
+
+
+# --- Rules --------------------------------------------------------------------------------------
+
+
+def spec_errors(spec: CocoonSetSpec) -> list[str]:
+    """SPEC 7's rules A1–A4, T1–T8, S1, in order; empty when the spec is acceptable."""
+    errors: list[str] = []
+    agent = spec.agent
+    if agent.image == "":
+        errors.append("spec.agent.image is required")
+    if agent.replicas < 0:
+        errors.append(f"spec.agent.replicas must be >= 0, got {agent.replicas}")
+    if agent.mode and agent.mode not in AGENT_MODES:
+        errors.append(f"spec.agent.mode must be clone or run, got {go_quote(agent.mode)}")
+    if agent.os and agent.os not in OS_TYPES:
+        errors.append(f"spec.agent.os must be linux, windows, or android, got {go_quote(agent.os)}")
+
+    seen: set[str] = set()
+    for index, toolbox in enumerate(spec.toolboxes):
+        errors.extend(_toolbox_errors(index, toolbox, seen))
+
+    if spec.snapshot_policy and spec.snapshot_policy not in SNAPSHOT_POLICIES:
+        errors.append(
+            "spec.snapshotPolicy must be always, main-only, or never, "
+            f"got {go_quote(spec.snapshot_policy)}"
+        )
+    return errors
+
+
+def _toolbox_errors(index: int, toolbox: ToolboxSpec, seen: set[str]) -> list[str]:
+    path = f"spec.toolboxes[{index}]"
+    name = toolbox.name
+    if name == "":
+        # Nothing else about a nameless toolbox is worth reporting, and "" is no duplicate.
+        return [f"{path}.name is required"]
+
+    errors = []
+    quoted = go_quote(name)
+    label_errors = rfc1123_label_errors(name)
+    if label_errors:
+        errors.append(f"{path}.name {quoted} must match RFC 1123 label: {'; '.join(label_errors)}")
+    if _NUMERIC_RE.fullmatch(name):
+        # Agent pods are named <set>-<slot>; toolbox pods <set>-<name>: a numeric name collides.
+        errors.append(
+            f"{path}.name {quoted} must not be purely numeric (conflicts with agent slot naming)"
+        )
+    # Invalid names are tracked too: the user fixing one should not uncover a hidden duplicate.
+    if name in seen:
+        errors.append(f"{path}.name {quoted} duplicates an earlier toolbox")
+    seen.add(name)
+
+    mode = toolbox.mode
+    if mode and mode not in TOOLBOX_MODES:
+        errors.append(f"{path}.mode must be run, clone, or static, got {go_quote(mode)}")
+    if toolbox.os and toolbox.os not in OS_TYPES:
+        errors.append(f"{path}.os must be linux, windows, or android, got {go_quote(toolbox.os)}")
+    if mode == "static":
+        if toolbox.static_ip == "":
+            errors.append(f"{path}.staticIP is required when mode=static")
+        if toolbox.static_vmid == "":
+            errors.append(f"{path}.staticVMID is required when mode=static")
+    elif toolbox.image == "":
+        errors.append(f"{path}.image is required when mode is run or clone")
+    return errors
+
+
+# --- Decision -----------------------------------------------------------------------------------
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Deep equality of parsed JSON, where `true` is not the number 1 (as it is for Python's ==)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[key], b[key]) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict | list) or isinstance(b, dict | list):
+        return False
+    return bool(a == b)
+
+
+def decide(operation: str, obj: Any, old: Any) -> Verdict:
+    """SPEC 7's row table for one CocoonSet review."""
+    if operation not in ("CREATE", "UPDATE"):
+        return allow()
+    # Only a spec change needs the rules: metadata-only updates (finalizer removal during
+    # deletion above all) must pass even for objects stored before a rule existed.
+    if (
+        operation == "UPDATE"
+        and isinstance(obj, dict)
+        and isinstance(old, dict)
+        # `null` and a missing key both mean "no spec", here as in decoding.
+        and _json_equal(old.get("spec"), obj.get("spec"))
+    ):
+        return allow()
+    try:
+        spec = decode_spec(obj)
+    except SpecDecodeError as error:
+        return deny(DECODE_PREFIX + error.reason, Decision.ERROR)
+    errors = spec_errors(spec)
+    if errors:
+        return deny(INVALID_PREFIX + "; ".join(errors), Decision.DENY)
+    return allow()

@@ -1,0 +1,131 @@
+"""Kubernetes quantity syntax: what resource.ParseQuantity (and the CRD schema) accept."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.quantity import BINARY_SUFFIXES, DECIMAL_SUFFIXES, is_quantity, is_quantity_value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("100Gi", id="binary-gi"),
+        pytest.param("0", id="zero"),
+        pytest.param("1", id="plain-integer"),
+        pytest.param("500m", id="milli"),
+        pytest.param("1.5", id="fraction"),
+        pytest.param(".5", id="fraction-without-whole"),
+        pytest.param("1.", id="point-without-fraction"),
+        pytest.param("1.Gi", id="point-before-suffix"),
+        pytest.param("-1", id="negative"),
+        pytest.param("+1Ki", id="explicit-plus"),
+        pytest.param("1Ki", id="ki"),
+        pytest.param("1Mi", id="mi"),
+        pytest.param("1Ti", id="ti"),
+        pytest.param("1Pi", id="pi"),
+        pytest.param("1Ei", id="ei"),
+        pytest.param("10n", id="nano"),
+        pytest.param("10u", id="micro"),
+        pytest.param("10k", id="kilo"),
+        pytest.param("10M", id="mega"),
+        pytest.param("10G", id="giga"),
+        pytest.param("10T", id="tera"),
+        pytest.param("10P", id="peta"),
+        pytest.param("10E", id="exa"),
+        pytest.param("1e3", id="exponent"),
+        pytest.param("1E3", id="capital-exponent"),
+        pytest.param("1e-3", id="negative-exponent"),
+        pytest.param("1e+3", id="plus-exponent"),
+        pytest.param("1.5e10", id="fraction-and-exponent"),
+        pytest.param("0001Gi", id="leading-zeros"),
+        pytest.param("1e9223372036854775807", id="exponent-int64-max"),
+        pytest.param("1e-9223372036854775808", id="exponent-int64-min"),
+    ],
+)
+def test_is_quantity_accepts(text: str) -> None:
+    assert is_quantity(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("abc", id="word"),
+        pytest.param("1.5.5", id="two-points"),
+        pytest.param("Gi", id="suffix-only"),
+        pytest.param("1 Gi", id="inner-space"),
+        pytest.param(" 1Gi", id="leading-space"),
+        pytest.param("1Gi ", id="trailing-space"),
+        pytest.param("1Gi\n", id="trailing-newline"),
+        pytest.param(".", id="point-only"),
+        pytest.param("+", id="sign-only"),
+        pytest.param("-Gi", id="sign-and-suffix"),
+        pytest.param("1gi", id="lower-case-binary"),
+        pytest.param("1K", id="capital-kilo"),
+        pytest.param("1KiB", id="bytes-unit"),
+        pytest.param("1i", id="i-alone"),
+        pytest.param("0.1mi", id="milli-binary"),
+        pytest.param("1e", id="exponent-without-digits"),
+        pytest.param("1e1.5", id="fractional-exponent"),
+        pytest.param("1e3Gi", id="exponent-and-suffix"),
+        pytest.param("1+1", id="inner-sign"),
+        pytest.param("--1", id="double-sign"),
+        pytest.param("1e9223372036854775808", id="exponent-past-int64"),
+        pytest.param("1e" + "9" * 5000, id="exponent-of-five-thousand-digits"),
+        pytest.param("١٢", id="arabic-indic-digits"),
+        pytest.param("1,5", id="comma"),
+    ],
+)
+def test_is_quantity_rejects(text: str) -> None:
+    assert not is_quantity(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        pytest.param("10Gi", True, id="string"),
+        pytest.param(1, True, id="json-integer"),
+        pytest.param(0.5, True, id="json-float"),
+        pytest.param(-3, True, id="negative-number"),
+        pytest.param(10**30, True, id="big-integer"),
+        pytest.param(True, False, id="bool-is-not-a-number"),
+        pytest.param("abc", False, id="bad-string"),
+        pytest.param(None, False, id="null"),
+        pytest.param([], False, id="array"),
+        pytest.param({}, False, id="object"),
+    ],
+)
+def test_is_quantity_value(value: Any, valid: bool) -> None:
+    assert is_quantity_value(value) is valid
+
+
+_suffixes = st.sampled_from([*BINARY_SUFFIXES, *DECIMAL_SUFFIXES])
+_numbers = st.one_of(
+    st.from_regex(r"[0-9]{1,12}", fullmatch=True),
+    st.from_regex(r"[0-9]{1,6}\.[0-9]{0,6}", fullmatch=True),
+    st.from_regex(r"\.[0-9]{1,6}", fullmatch=True),
+)
+
+
+@given(st.sampled_from(["", "+", "-"]), _numbers, _suffixes)
+def test_composed_quantities_parse(sign: str, number: str, suffix: str) -> None:
+    assert is_quantity(sign + number + suffix)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**40), 10**40))
+def test_every_json_number_text_is_a_quantity(number: float) -> None:
+    # Go hands a number's JSON text to ParseQuantity; is_quantity_value accepts every number
+    # without looking, which is only right if that text always parses.
+    assert is_quantity(json.dumps(number))
+    assert is_quantity_value(number)
+
+
+@given(st.text(max_size=20))
+def test_is_quantity_is_total(text: str) -> None:
+    assert isinstance(is_quantity(text), bool)

@@ -131,12 +131,13 @@ def owner_deployment(owner_refs: Iterable[OwnerRef]) -> str | None:
     return None
 
 
-def generate_pod_name(generate_name: str, rng: random.Random = _SYSTEM_RNG) -> str:
+def generate_pod_name(generate_name: str, rng: random.Random | None = None) -> str:
     """Name a generateName pod the way the API server would.
 
     The mutator names the pod itself because the API server only generates a name after
     admission, and the reservation must record the name the pod will really have (SPEC 5.4.1);
     the API server keeps a name that is already set.
     """
+    rng = rng or _SYSTEM_RNG
     suffix = "".join(rng.choice(GENERATED_ALPHABET) for _ in range(GENERATED_SUFFIX_LEN))
     return generate_name[:GENERATED_PREFIX_LEN] + suffix

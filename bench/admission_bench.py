@@ -39,7 +39,8 @@ COCOONSET = {
 
 
 def bodies() -> dict[str, bytes]:
-    deployment = review(workload(3), workload(4), namespace="team-a", name="agents")
+    # An UPDATE that grows the workload: allowed, so the figures are not dominated by deny logs.
+    deployment = review(workload(4), workload(3), namespace="team-a", name="agents")
     cocoonset = review(
         COCOONSET, None, operation="CREATE", kind="CocoonSet", group="cocoonset.cocoonstack.io",
         resource="cocoonsets", namespace="team-a", name="agents",

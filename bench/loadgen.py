@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,8 @@ def start_function(
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 return process, port
+        except urllib.error.HTTPError:
+            return process, port  # it answered: up, even if it has no health route
         except OSError:
             if process.poll() is not None:
                 raise RuntimeError(f"{target} exited with {process.returncode}") from None

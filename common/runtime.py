@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from datetime import UTC, datetime
 
 from common.admission import Endpoint

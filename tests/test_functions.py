@@ -1,0 +1,279 @@
+"""The function targets as deployed: loaded by functions-framework, in-process and as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from bench.loadgen import free_port
+from tests.functions_app import ROOT, function_client
+from tests.helpers import admission_count, response_of, review, scale, workload
+
+COCOONSET_OK = {
+    "apiVersion": "cocoonset.cocoonstack.io/v1",
+    "kind": "CocoonSet",
+    "metadata": {"name": "agents", "namespace": "ns"},
+    "spec": {"agent": {"image": "agent:1", "replicas": 2}},
+}
+TARGETS = {
+    "validate": "/validate",
+    "validate_cocoonset": "/validate-cocoonset",
+}
+
+
+def cocoonset_review(spec: Any, operation: str = "CREATE") -> dict[str, Any]:
+    obj = {**COCOONSET_OK, "spec": spec}
+    return review(obj, None, operation=operation, kind="CocoonSet",
+                  group="cocoonset.cocoonstack.io", resource="cocoonsets")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def validate_client() -> Iterator[TestClient]:
+    with function_client("validate") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def cocoonset_client() -> Iterator[TestClient]:
+    with function_client("validate_cocoonset") as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/", "/validate"])
+def test_validate_denies_cocoon_scale_down(validate_client: TestClient, path: str) -> None:
+    before = admission_count("validate", "deny")
+    response = response_of(validate_client.post(path, json=review(workload(1), workload(3))))
+    assert response["allowed"] is False
+    assert response["status"] == {
+        "message": "cocoon-webhook: scale-down blocked for cocoon Deployment ns/demo (3 -> 1). "
+        "Use a CocoonHibernation CR to suspend individual agents.",
+        "reason": "Forbidden",
+        "code": 403,
+    }
+    assert admission_count("validate", "deny") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "decision"),
+    [
+        pytest.param(review(workload(5), workload(3)), "allow", id="growing"),
+        pytest.param(review(workload(1), workload(3), operation="CREATE"), "allow",
+                     id="not-update"),
+        pytest.param(review(workload(1), workload(3), kind="DaemonSet", resource="daemonsets"),
+                     "allow", id="other-kind"),
+        pytest.param(review(workload(1), workload(3), kind="ReplicaSet", resource="replicasets"),
+                     "allow", id="replicaset"),
+        pytest.param(review("x", workload(3)), "error", id="undecodable"),
+        pytest.param(review(scale(1), scale(2), sub_resource="scale", kind="Scale",
+                            resource="replicasets"), "allow", id="scale-of-other-parent"),
+        pytest.param(review(scale(3), scale(2), sub_resource="scale", kind="Scale"), "allow",
+                     id="scale-up-needs-no-parent"),
+        pytest.param(review({"spec": {"replicas": "1"}}, scale(2), sub_resource="scale",
+                            kind="Scale"), "error", id="scale-undecodable"),
+    ],
+)  # fmt: skip
+def test_validate_allows(validate_client: TestClient, body: dict[str, Any], decision: str) -> None:
+    before = admission_count("validate", decision)
+    response = response_of(validate_client.post("/validate", json=body))
+    assert response == {"uid": "uid-1", "allowed": True}
+    assert admission_count("validate", decision) == before + 1
+
+
+@pytest.mark.parametrize("path", ["/", "/validate-cocoonset"])
+def test_cocoonset_function_denies_invalid_spec(cocoonset_client: TestClient, path: str) -> None:
+    spec = {"agent": {"image": "", "os": "Linux"}, "toolboxes": [{"name": "1"}]}
+    response = response_of(cocoonset_client.post(path, json=cocoonset_review(spec)))
+    assert response["status"]["message"] == (
+        "cocoon-webhook: invalid CocoonSet spec: spec.agent.image is required; "
+        'spec.agent.os must be linux, windows, or android, got "Linux"; '
+        'spec.toolboxes[0].name "1" must not be purely numeric (conflicts with agent slot naming)'
+        "; spec.toolboxes[0].image is required when mode is run or clone"
+    )
+
+
+def test_cocoonset_function_allows_valid_and_denies_undecodable(
+    cocoonset_client: TestClient,
+) -> None:
+    ok = response_of(cocoonset_client.post("/", json=cocoonset_review(COCOONSET_OK["spec"])))
+    assert ok == {"uid": "uid-1", "allowed": True}
+    body = cocoonset_review({"agent": {"image": "a", "replicas": "2"}})
+    bad = response_of(cocoonset_client.post("/", json=body))
+    assert bad["allowed"] is False
+    assert bad["status"]["message"].startswith("cocoon-webhook: decode CocoonSet: spec.agent.")
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_health_and_metrics_share_the_port(target: str) -> None:
+    with function_client(target) as client:
+        assert (client.get("/healthz").status_code, client.get("/healthz").text) == (200, "ok")
+        assert "cocoon_webhook_admission_total" in client.get("/metrics").text
+        assert client.get(TARGETS[target]).status_code == 405
+        assert client.get("/nope").text == "404 page not found"
+
+
+def test_cocoonset_is_ready_without_an_api_server() -> None:
+    with function_client("validate_cocoonset", KUBECONFIG="/nonexistent") as client:
+        assert (client.get("/readyz").status_code, client.get("/readyz").text) == (200, "ready")
+
+
+def test_validate_not_ready_without_an_api_server(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "config"
+    port = free_port()  # nothing listens there
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+    }))  # fmt: skip
+    with function_client("validate", KUBECONFIG=str(kubeconfig)) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.text.startswith("not ready: kubernetes API unreachable (get version: ")
+
+
+def test_bad_setting_stops_the_module_load() -> None:
+    with pytest.raises(SystemExit) as stopped, function_client("validate", REAPER_GRACE="300"):
+        pass
+    assert stopped.value.code == 1
+
+
+# --- bad input never crashes: property-based ------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+request_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "uid": st.one_of(st.text(max_size=5), json_values),
+        "operation": st.sampled_from(["CREATE", "UPDATE", "DELETE", ""]) | json_values,
+        "kind": st.fixed_dictionaries({"kind": st.sampled_from(["Deployment", "CocoonSet",
+                                                                "Scale", "Pod"])}) | json_values,
+        "resource": st.fixed_dictionaries({"resource": st.sampled_from(
+            ["deployments", "statefulsets", "cocoonsets"])}) | json_values,
+        "subResource": st.sampled_from(["", "scale"]) | json_values,
+        "object": json_values | st.just(workload(1)) | st.just(COCOONSET_OK),
+        "oldObject": json_values | st.just(workload(3)),
+        "dryRun": st.booleans() | json_values,
+        "namespace": st.text(max_size=5) | json_values,
+        "name": st.text(max_size=5) | json_values,
+    },
+)  # fmt: skip
+envelopes = st.fixed_dictionaries(
+    {"apiVersion": st.just("admission.k8s.io/v1") | json_values,
+     "kind": st.just("AdmissionReview") | json_values},
+    optional={"request": request_fields | json_values},
+)  # fmt: skip
+
+
+def _check_reply(response: Any) -> None:
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert response.text and "\n" not in response.text
+        assert "Traceback" not in response.text
+    else:
+        document = response.json()
+        assert document["kind"] == "AdmissionReview"
+        assert isinstance(document["response"]["allowed"], bool)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=envelopes, target=st.sampled_from(sorted(TARGETS)))
+def test_random_reviews_get_an_answer(body: dict[str, Any], target: str) -> None:
+    client = _CLIENTS[target]
+    _check_reply(client.post(TARGETS[target], content=json.dumps(body).encode()))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    raw=st.binary(max_size=64) | st.text(max_size=64).map(str.encode),
+    cut=st.integers(min_value=0, max_value=400),
+    target=st.sampled_from(sorted(TARGETS)),
+)
+def test_mangled_bodies_get_an_answer(raw: bytes, cut: int, target: str) -> None:
+    valid = json.dumps(review(workload(1), workload(3))).encode()
+    body = valid[:cut] + raw + valid[cut:]
+    _check_reply(_CLIENTS[target].post(TARGETS[target], content=body))
+
+
+_CLIENTS: dict[str, TestClient] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fuzz_clients(validate_client: TestClient, cocoonset_client: TestClient) -> None:
+    _CLIENTS.update({"validate": validate_client, "validate_cocoonset": cocoonset_client})
+
+
+# --- a real functions-framework process on 127.0.0.1 ----------------------------------------
+
+
+def _post(url: str, body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _serve(target: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "functions-framework"),
+               "--source", f"functions/{target}.py", "--target", target,
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    return process, port
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_function_runs_under_functions_framework(target: str) -> None:
+    process, port = _serve(target, {})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, body = _post(base + "/healthz", b"")
+                break
+            except OSError:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "function did not start"
+                time.sleep(0.1)
+        assert (status, body) == (200, b"ok")
+        body_in = (review(workload(1), workload(3)) if target == "validate"
+                   else cocoonset_review({"agent": {"image": ""}}))  # fmt: skip
+        status, reply = _post(base + TARGETS[target], json.dumps(body_in).encode())
+        assert status == 200
+        assert json.loads(reply)["response"]["allowed"] is False
+        status, reply = _post(base + TARGETS[target], b"{")
+        assert status == 400
+        assert reply.startswith(b"decode admission review: ")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_function_process_refuses_a_bad_setting() -> None:
+    process, _ = _serve("validate", {"MUTATE_DEADLINE": "9s"})
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode != 0
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    assert [line["msg"] for line in lines] == ['invalid MUTATE_DEADLINE "9s": must be < 5s']

@@ -41,7 +41,7 @@ from common.decisions.mutate import (
     sticky_gone_warning,
     sticky_kept_warning,
 )
-from common.pod import NodeCondition, NodeView, PodDecodeError, PodSummary, PodView, Taint
+from common.pod import NodeCondition, NodeView, PodSummary, PodView, Taint, decode_pod
 from common.reservation import CONFIGMAP_DATA_LIMIT, Reservation, data_bytes, decode, encode
 from common.verdict import Decision
 
@@ -231,13 +231,6 @@ def test_warning_and_reason_texts() -> None:
 # --- rows 1-8 ------------------------------------------------------------------------------------
 
 
-def decoded(obj: Any) -> PodView | PodDecodeError:
-    try:
-        return PodView.decode(obj)
-    except PodDecodeError as err:
-        return err
-
-
 LONG_DEPLOY = "d" * (253 - len("ns..0") + 1)
 
 
@@ -308,7 +301,7 @@ def test_plan_skips(
     decision: Decision,
     warning: str | None,
 ) -> None:
-    out = plan(operation, kind, namespace, request_name, decoded(obj))
+    out = plan(operation, kind, namespace, request_name, decode_pod(obj))
     assert isinstance(out, Skip)
     assert (out.decision, out.warning) == (decision, warning)
     verdict = out.verdict()
@@ -318,15 +311,15 @@ def test_plan_skips(
     assert verdict.warnings == ((warning,) if warning else ())
 
 
-def test_deployment_key_at_the_limit_is_accepted() -> None:
-    name = "d" * (253 - len("ns..0"))
-    assert isinstance(demo_like(name), Intent)
-
-
 def demo_like(deploy: str) -> Intent | Skip:
     return plan(
         "CREATE", "Pod", NS, "", PodView.decode(pod_json("p", owner=("ReplicaSet", f"{deploy}-x")))
     )
+
+
+def test_deployment_key_at_the_limit_is_accepted() -> None:
+    name = "d" * (253 - len("ns..0"))
+    assert isinstance(demo_like(name), Intent)
 
 
 @pytest.mark.parametrize(
@@ -343,6 +336,12 @@ def demo_like(deploy: str) -> Intent | Skip:
             pod_json(),
             {"pod_name": "from-request", "generated": False, "key": "ns._pod.from-request"},
             id="request-name",
+        ),
+        pytest.param(
+            "from-request",
+            pod_json(generate_name="g-"),
+            {"pod_name": "from-request", "generated": False},
+            id="request-name-before-generating",
         ),
         pytest.param(
             "ignored",

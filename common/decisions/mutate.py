@@ -156,10 +156,10 @@ def plan(
         return Skip(Decision.AFFINITY_FAILED, f"invalid pool {pool!r}", invalid_pool_warning(pool))
     deployment = owner_deployment(pod.owner_references)
     if deployment is None:
-        key: str | None = bare_key(namespace, name)
         first_key = bare_key(namespace, name)
+        key: str | None = first_key
     else:
-        key, first_key = None, deployment_key(namespace, deployment, 0)
+        first_key, key = deployment_key(namespace, deployment, 0), None
     if len(first_key) > MAX_KEY_LEN:
         return Skip(Decision.AFFINITY_FAILED, "entry key too long", KEY_TOO_LONG_WARNING)
     return Intent(pod, pool, namespace, name, generated, deployment, key)

@@ -7,15 +7,21 @@ serving other reviews; pure decisions run inline because they take microseconds.
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime, timedelta
 
 from common.admission import Endpoint
+from common.affinity import AffinityStore
+from common.config import Settings
+from common.decisions import mutate as pods
 from common.decisions import validate as workload
 from common.decisions import validate_cocoonset as cocoonset
 from common.health import always_ready, api_readiness
 from common.kube import KubeApi, KubeError, NotFound
 from common.logs import get_logger
 from common.models import Review
-from common.verdict import Decision, Verdict, allow, deny
+from common.pod import decode_pod
+from common.verdict import Decision, Verdict, allow, deny, warning
 
 PARENT_GET_TIMEOUT_S = 2.0
 
@@ -83,4 +89,62 @@ def cocoonset_endpoint() -> Endpoint:
         decide=decide,
         readiness=always_ready,
         on_unexpected=lambda exc: deny(f"cocoon-webhook: internal error: {exc}", Decision.ERROR),
+    )
+
+
+def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
+    """Pod CREATE: stable VM name and sticky node. Fails open: a pod without sticky placement
+    is better than a cluster where no cocoon pod can start while the API is degraded."""
+    store = AffinityStore(
+        kube, timedelta(seconds=settings.inflight_window_s), clock=lambda: datetime.now(UTC)
+    )
+
+    async def decide(review: Review) -> Verdict:
+        req = review.request
+        intent = pods.plan(req.operation, req.kind.kind, req.namespace, req.name,
+                           decode_pod(req.object))  # fmt: skip
+        context = {"handler": "mutate", "uid": req.uid, "namespace": req.namespace}
+        if isinstance(intent, pods.Skip):
+            if intent.warning:
+                _log.warning("VM name not reserved", extra={**context, "error": intent.reason})
+            else:
+                _log.debug("skipped", extra={**context, "error": intent.reason})
+            return intent.verdict()
+        context.update(pod=intent.pod_name, pool=intent.pool)
+        deadline = review.received_at + settings.mutate_deadline_s
+        try:
+            # The thread may outlive the deadline; a late write leaves a claim that expires
+            # after the in-flight window and is reaped after the grace (SPEC 5.10).
+            result = await asyncio.wait_for(
+                asyncio.to_thread(store.reserve, intent, deadline, req.dry_run),
+                timeout=max(deadline - time.monotonic(), 0),
+            )
+        except TimeoutError:
+            result = pods.Failed(pods.REASON_DEADLINE)
+        if isinstance(result, pods.Failed):
+            _log.warning("VM name not reserved", extra={**context, "error": result.reason,
+                                                        "decision": "affinity_failed"})  # fmt: skip
+            return allow(Decision.AFFINITY_FAILED, (result.warning,))
+        reservation = result.reservation
+        _log.info(
+            "reserved" if not req.dry_run else "planned (dry run)",
+            extra={**context, "slot": reservation.slot, "vmName": reservation.vm_name,
+                   "node": reservation.node, "decision": "allow"},
+        )  # fmt: skip
+        return pods.reserved_verdict(intent, result)
+
+    async def readiness() -> tuple[bool, str]:
+        return await api_readiness(kube)
+
+    def on_unexpected(exc: Exception) -> Verdict:
+        text = warning(f"VM name not reserved (internal error); pod admitted without sticky "
+                       f"placement: {exc}")  # fmt: skip
+        return allow(Decision.AFFINITY_FAILED, (text,))
+
+    return Endpoint(
+        handler="mutate",
+        paths=frozenset({"/", "/mutate"}),
+        decide=decide,
+        readiness=readiness,
+        on_unexpected=on_unexpected,
     )

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from common.admission import Endpoint
 from common.config import ConfigError, Settings, load_settings
-from common.endpoints import cocoonset_endpoint, validate_endpoint
+from common.endpoints import cocoonset_endpoint, mutate_endpoint, validate_endpoint
 from common.kube import ClientKubeApi, KubeApi
 from common.logs import setup_logging
 
@@ -39,6 +39,8 @@ def endpoint(handler: str) -> Endpoint:
     settings()
     if handler == "validate":
         return validate_endpoint(kube())
+    if handler == "mutate":
+        return mutate_endpoint(kube(), settings())
     if handler == "validate_cocoonset":
         return cocoonset_endpoint()
     raise ValueError(f"unknown handler {handler!r}")

@@ -40,7 +40,7 @@ class Endpoint:
     on_unexpected: Callable[[Exception], Verdict]
 
 
-class _BodyTooLarge(Exception):
+class BodyTooLarge(Exception):
     pass
 
 
@@ -48,43 +48,66 @@ def _text(body: str, status: int) -> Response:
     return PlainTextResponse(body, status_code=status)
 
 
-async def _read_body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
+    """The body, refused past 10 MiB by its declared length or while it streams in."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _BodyTooLarge
+        raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise _BodyTooLarge
+            raise BodyTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def serve(request: Request, endpoint: Endpoint) -> Response:
+async def serve_probes(
+    request: Request, readiness: Readiness, *, with_metrics: bool = True
+) -> Response | None:
+    """`/healthz`, `/readyz` and (unless a separate listener has it) `/metrics`, any method.
+
+    None when the path is none of them. Shared by every function and the standalone server.
+    """
     path = request.url.path
     if path == "/healthz":
         return _text("ok", 200)
     if path == "/readyz":
-        ready, line = await endpoint.readiness()
+        ready, line = await readiness()
         return _text(line, 200 if ready else 503)
-    if path == "/metrics":
+    if path == "/metrics" and with_metrics:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
-    if path not in endpoint.paths:
-        return _text(NOT_FOUND, 404)
+    return None
+
+
+def not_found() -> Response:
+    return _text(NOT_FOUND, 404)
+
+
+def method_not_allowed() -> Response:
+    return PlainTextResponse("405 method not allowed", 405, headers={"Allow": "POST"})
+
+
+async def serve(request: Request, endpoint: Endpoint) -> Response:
+    probe = await serve_probes(request, endpoint.readiness)
+    if probe is not None:
+        return probe
+    if request.url.path not in endpoint.paths:
+        return not_found()
     if request.method != "POST":
-        return PlainTextResponse("405 method not allowed", 405, headers={"Allow": "POST"})
-    return await _admit(request, endpoint)
+        return method_not_allowed()
+    return await admit(request, endpoint)
 
 
-async def _admit(request: Request, endpoint: Endpoint) -> Response:
+async def admit(request: Request, endpoint: Endpoint) -> Response:
+    """One AdmissionReview POST, routed already: decode, decide, record once, encode."""
     started = time.monotonic()
     try:
-        body = await _read_body(request)
+        body = await read_body(request)
         review = Review(parse_review(body), received_at=time.monotonic())
-    except _BodyTooLarge:
+    except BodyTooLarge:
         metrics.record_admission(endpoint.handler, Decision.ERROR, time.monotonic() - started)
         return _text(TOO_LARGE, 413)
     except EnvelopeError as exc:

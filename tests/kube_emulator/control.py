@@ -1,0 +1,118 @@
+"""Test controls outside the Kubernetes API: the request log and scripted faults.
+
+Served under `/_emulator/` (never logged themselves):
+
+- `GET /_emulator/requests` → `[{"method", "path", "query", "status"}, …]` in completion order;
+  `query` is a dict of the query parameters (last value wins), `status` 0 for a dropped
+  connection. `DELETE /_emulator/requests` clears the log.
+- `POST /_emulator/faults` with `{"method": "PUT", "path": "/api/v1/namespaces/*/configmaps/*",
+  "status": 500, "delay": 0.2, "drop": false, "times": 1}` scripts the next `times` responses
+  to matching requests. `path` is an fnmatch pattern over the path without the query (`*` also
+  crosses `/`); `method` `*` matches any. A fault with `status` answers that code with a Status
+  body instead of serving the request; `drop` closes the connection without an answer; `delay`
+  alone only slows the real answer down. `GET` lists pending faults, `DELETE` clears them.
+- `POST /_emulator/reset` with optional `{"seed": NAME}` empties the store, re-seeds it and
+  clears pending faults; `POST /_emulator/compact` drops the watch event log (older
+  resourceVersions then answer 410 Gone, as after etcd compaction).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+MAX_LOG = 200_000
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str
+    status: int | None
+    delay: float
+    drop: bool
+    times: int
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "delay": self.delay,
+            "drop": self.drop,
+            "times": self.times,
+        }
+
+
+def parse_fault(body: Any) -> Fault:
+    if not isinstance(body, dict):
+        raise ValueError("fault must be a JSON object")
+    method = str(body.get("method", "*")).upper()
+    path = body.get("path")
+    if not isinstance(path, str) or not path:
+        raise ValueError("fault needs a path pattern")
+    status = body.get("status")
+    if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
+        raise ValueError("status must be an HTTP status code")
+    delay = body.get("delay", 0) or 0
+    if not isinstance(delay, int | float) or delay < 0:
+        raise ValueError("delay must be a non-negative number of seconds")
+    drop = bool(body.get("drop", False))
+    times = body.get("times", 1)
+    if not isinstance(times, int) or times < 1:
+        raise ValueError("times must be a positive integer")
+    if status is None and not drop and not delay:
+        raise ValueError("a fault needs a status, a delay or drop")
+    return Fault(method, path, status, float(delay), drop, times)
+
+
+class Controls:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._log: list[dict[str, Any]] = []
+        self._faults: list[Fault] = []
+
+    def record(self, method: str, path: str, query: dict[str, str], status: int) -> None:
+        entry = {"method": method, "path": path, "query": query, "status": status}
+        with self._lock:
+            self._log.append(entry)
+            if len(self._log) > MAX_LOG:
+                del self._log[: MAX_LOG // 2]
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._log)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    def add_fault(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def faults(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [f.to_json() for f in self._faults]
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        """The first pending fault matching this request, consuming one of its `times`."""
+        with self._lock:
+            if not self._faults:
+                return None
+            for f in self._faults:
+                if f.matches(method, path):
+                    f.times -= 1
+                    if f.times <= 0:
+                        self._faults.remove(f)
+                    return f
+        return None

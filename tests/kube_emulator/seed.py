@@ -1,0 +1,165 @@
+"""Named starting states: `none` (empty), `namespaces` (default, cocoon-system), `sandbox`.
+
+Seeds are created through the REST layer, so they get the same defaults and validation as any
+client's objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.kube_emulator.rest import Api
+
+COCOON_GROUP = "cocoonset.cocoonstack.io"
+TOLERATION_KEY = "virtual-kubelet.io/provider"
+POOL_LABEL = "cocoonstack.io/pool"
+
+_STRING = {"type": "string"}
+_INT = {"type": "integer"}
+_RESOURCES = {
+    "type": "object",
+    "properties": {
+        "limits": {"type": "object", "additionalProperties": {"x-kubernetes-int-or-string": True}},
+        "requests": {
+            "type": "object",
+            "additionalProperties": {"x-kubernetes-int-or-string": True},
+        },
+    },
+}
+_TOOLBOX = {
+    "type": "object",
+    # later operator versions add fields (backend, connType, …) the webhook ignores
+    "x-kubernetes-preserve-unknown-fields": True,
+    "properties": {
+        "name": _STRING,
+        "image": _STRING,
+        "mode": _STRING,
+        "os": _STRING,
+        "staticIP": _STRING,
+        "staticVMID": _STRING,
+        "resources": _RESOURCES,
+    },
+}
+
+COCOONSET_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"cocoonsets.{COCOON_GROUP}"},
+    "spec": {
+        "group": COCOON_GROUP,
+        "names": {
+            "kind": "CocoonSet",
+            "listKind": "CocoonSetList",
+            "plural": "cocoonsets",
+            "singular": "cocoonset",
+            "shortNames": ["cs"],
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "apiVersion": _STRING,
+                            "kind": _STRING,
+                            "metadata": {"type": "object"},
+                            "spec": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                                "properties": {
+                                    "agent": {
+                                        "type": "object",
+                                        "x-kubernetes-preserve-unknown-fields": True,
+                                        "properties": {
+                                            "image": _STRING,
+                                            "replicas": _INT,
+                                            "mode": _STRING,
+                                            "os": _STRING,
+                                            "vncPort": _INT,
+                                            "resources": _RESOURCES,
+                                            "storage": {"x-kubernetes-int-or-string": True},
+                                        },
+                                    },
+                                    "toolboxes": {"type": "array", "items": _TOOLBOX},
+                                    "snapshotPolicy": _STRING,
+                                    "suspend": {"type": "boolean"},
+                                    "nodePool": _STRING,
+                                    "network": _STRING,
+                                    "serviceAccountName": _STRING,
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def node(name: str, pool: str | None, *, tainted: bool) -> dict[str, Any]:
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+    }
+    if pool is not None:
+        labels[POOL_LABEL] = pool
+        labels["type"] = "virtual-kubelet"
+    spec: dict[str, Any] = {}
+    if tainted:
+        spec["taints"] = [{"key": TOLERATION_KEY, "value": "cocoon", "effect": "NoSchedule"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
+        "status": {
+            "capacity": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+            "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                }
+            ],
+            "addresses": [{"type": "Hostname", "address": name}],
+        },
+    }
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+SEEDS = ("none", "namespaces", "sandbox")
+
+
+def apply_seed(api: Api, name: str) -> None:
+    if name not in SEEDS:
+        raise ValueError(f"unknown seed {name!r}; known: {', '.join(SEEDS)}")
+    if name == "none":
+        return
+    for ns in ("default", "cocoon-system"):
+        api.create_object("/api/v1/namespaces", _namespace(ns))
+    if name == "namespaces":
+        return
+    api.create_object("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", COCOONSET_CRD)
+    for n in (
+        node("cocoon-a", "default", tainted=True),
+        node("cocoon-b", "default", tainted=True),
+        node("gpu-1", "gpu", tainted=True),
+        node("worker-1", None, tainted=False),
+    ):
+        api.create_object("/api/v1/nodes", n)

@@ -838,6 +838,8 @@ def test_func_yaml_agrees_with_cocoon_mutate(knative: Index) -> None:
     assert func["image"] == container["image"]
     assert {e["name"]: e["value"] for e in func["run"]["envs"]} == env_of(container)
     assert deploy["serviceAccountName"] == spec["serviceAccountName"]
+    labels = {label["key"]: label["value"] for label in deploy["labels"]}
+    assert labels.items() <= svc["metadata"]["labels"].items()
     assert deploy["healthEndpoints"] == {
         "liveness": container["livenessProbe"]["httpGet"]["path"],
         "readiness": container["readinessProbe"]["httpGet"]["path"],

@@ -1,0 +1,213 @@
+"""mutate through functions-framework against the emulator (SPEC 5): the API server's part is
+played here: each answer's patch is applied and the pod stored, as a real API server would."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+from starlette.testclient import TestClient
+
+from tests.cluster import (
+    add_node,
+    add_running_pod,
+    affinity_data,
+    apply_patch,
+    cocoon_pod,
+    pod_review,
+)
+from tests.functions_app import function_client
+from tests.helpers import admission_count, patch_of, response_of
+
+RS = "demo-7b7c9d9d5f"
+
+
+@pytest.fixture
+def core(emulator: Any) -> Any:
+    api = kubernetes.client.CoreV1Api(emulator.api_client())
+    api.create_namespace({"metadata": {"name": "ns"}})
+    add_node(api, "cocoon-a")
+    add_node(api, "cocoon-b")
+    add_node(api, "gpu-1", pool="gpu")
+    add_node(api, "worker-1", pool=None)
+    add_running_pod(api, "busy-1", "cocoon-a")
+    add_running_pod(api, "busy-2", "cocoon-a")
+    emulator.clear_requests()
+    return api
+
+
+@pytest.fixture
+def mutate(emulator: Any, core: Any) -> Iterator[TestClient]:
+    with function_client("mutate", KUBECONFIG=emulator.kubeconfig) as client:
+        yield client
+
+
+def admit(client: TestClient, core: Any, pod: dict[str, Any], *, store: bool = True) -> dict:
+    """POST the review; store the patched pod like the API server; return the response."""
+    response = response_of(client.post("/mutate", json=pod_review(pod)))
+    assert response["allowed"] is True
+    if store:
+        core.create_namespaced_pod(pod["metadata"]["namespace"], apply_patch(pod, response))
+    return response
+
+
+def placement(core: Any, name: str) -> tuple[str, str]:
+    pod = core.read_namespaced_pod(name, "ns")
+    return pod.metadata.annotations["vm.cocoonstack.io/name"], pod.spec.node_name
+
+
+def names_of(core: Any) -> list[str]:
+    return sorted(p.metadata.name for p in core.list_namespaced_pod("ns").items)
+
+
+def test_three_replicas_get_dense_slots_on_least_used_nodes(mutate: TestClient, core: Any) -> None:
+    for _ in range(3):
+        admit(mutate, core, cocoon_pod(rs=RS))
+    placed = sorted(placement(core, name) for name in names_of(core))
+    assert placed == [
+        ("vk-ns-demo-0", "cocoon-b"),
+        ("vk-ns-demo-1", "cocoon-b"),
+        ("vk-ns-demo-2", "cocoon-a"),
+    ]
+    assert sorted(affinity_data(core)) == ["ns.demo.0", "ns.demo.1", "ns.demo.2"]
+    assert all(name.startswith(f"{RS}-") and len(name) == len(RS) + 6 for name in names_of(core))
+
+
+def test_replacement_takes_the_freed_slot_and_its_node(mutate: TestClient, core: Any) -> None:
+    for _ in range(3):
+        admit(mutate, core, cocoon_pod(rs=RS))
+    by_vm = {placement(core, n)[0]: n for n in names_of(core)}
+    gone = by_vm["vk-ns-demo-1"]
+    node_before = placement(core, gone)[1]
+    core.delete_namespaced_pod(gone, "ns", grace_period_seconds=0)
+    # Age the claims past the in-flight window so only liveness protects a slot.
+    data = affinity_data(core)
+    for key, value in data.items():
+        entry = json.loads(value)
+        entry["updatedAt"] = "2026-01-01T00:00:00Z"
+        data[key] = json.dumps(entry, separators=(",", ":"))
+    core.patch_namespaced_config_map("cocoon-affinity-default", "cocoon-system", {"data": data})
+
+    response = admit(mutate, core, cocoon_pod(rs=RS))
+    new = next(op["value"] for op in patch_of(response) if op["path"] == "/metadata/name")
+    assert placement(core, new) == ("vk-ns-demo-1", node_before)
+    assert json.loads(affinity_data(core)["ns.demo.1"])["pod"] == new
+
+
+def test_bare_pods_keep_separate_records(mutate: TestClient, core: Any) -> None:
+    admit(mutate, core, cocoon_pod(name="alone"))
+    admit(mutate, core, cocoon_pod(name="other"))
+    data = affinity_data(core)
+    assert sorted(data) == ["ns._pod.alone", "ns._pod.other"]
+    assert placement(core, "alone")[0] == "vk-ns-alone"
+    assert placement(core, "other")[0] == "vk-ns-other"
+    assert json.loads(data["ns._pod.alone"])["pod"] == "alone"
+
+
+def test_pool_from_label_uses_its_own_configmap(mutate: TestClient, core: Any) -> None:
+    admit(mutate, core, cocoon_pod(name="trainer", pool="gpu"))
+    assert placement(core, "trainer") == ("vk-ns-trainer", "gpu-1")
+    assert list(affinity_data(core, "cocoon-affinity-gpu")) == ["ns._pod.trainer"]
+
+
+def test_dry_run_answers_the_same_and_writes_nothing(
+    mutate: TestClient, core: Any, emulator: Any
+) -> None:
+    pod = cocoon_pod(name="alone")
+    dry = response_of(mutate.post("/mutate", json=pod_review(pod, dry_run=True)))
+    writes = [r for r in emulator.requests() if r["method"] in ("POST", "PUT", "PATCH")]
+    assert writes == []
+    assert affinity_data(core) == {}
+    real = response_of(mutate.post("/mutate", json=pod_review(pod)))
+    assert patch_of(dry) == patch_of(real)
+
+
+def test_go_written_values_survive_a_round_trip(mutate: TestClient, core: Any) -> None:
+    go_values = {
+        "ns.legacy.0": '{"pool":"default","namespace":"ns","deployment":"legacy","slot":0,'
+        '"vmName":"vk-ns-legacy-0","pod":"legacy-6d4b7c9f8-\\u003cunnamed\\u003e",'
+        '"node":"cocoon-a","updatedAt":"2026-11-20T08:15:30.123456789Z"}',
+        "ns.legacy.1": '{"pool":"default","namespace":"ns","deployment":"legacy","slot":1,'
+        '"vmName":"vk-ns-legacy-1","pod":"x","node":"cocoon-b","updatedAt":"2026-11-20T08:15:30Z"}',
+    }
+    core.create_namespaced_config_map("cocoon-system", {
+        "metadata": {"name": "cocoon-affinity-default", "labels": {
+            "app.kubernetes.io/managed-by": "cocoon-webhook", "cocoonstack.io/pool": "default"}},
+        "data": go_values,
+    })  # fmt: skip
+    admit(mutate, core, cocoon_pod(name="alone"))
+    data = affinity_data(core)
+    assert {k: data[k] for k in go_values} == go_values  # byte-identical
+    assert set(data) == {*go_values, "ns._pod.alone"}
+
+
+def test_legacy_shared_bare_row_moves_to_canonical_key(mutate: TestClient, core: Any) -> None:
+    legacy = ('{"pool":"default","namespace":"ns","deployment":"","slot":0,"vmName":"vk-ns-web-0",'
+              '"pod":"web-0","node":"cocoon-a","updatedAt":"2026-01-01T00:00:00Z"}')  # fmt: skip
+    body = {"metadata": {"name": "cocoon-affinity-default"}, "data": {"ns._pod.0": legacy}}
+    core.create_namespaced_config_map("cocoon-system", body)
+    admit(mutate, core, cocoon_pod(name="web-0"))
+    assert placement(core, "web-0") == ("vk-ns-web-0", "cocoon-a")  # sticky from the old row
+    assert list(affinity_data(core)) == ["ns._pod.web-0"]
+
+
+def test_api_budget_in_the_steady_state(mutate: TestClient, core: Any, emulator: Any) -> None:
+    admit(mutate, core, cocoon_pod(rs=RS))
+    name = names_of(core)[0]
+    core.delete_namespaced_pod(name, "ns", grace_period_seconds=0)
+    emulator.clear_requests()
+    # Re-admission of the same pod name inside the window: no write needed at all.
+    pod = cocoon_pod(rs=RS)
+    pod["metadata"]["name"] = name
+    admit(mutate, core, pod, store=False)
+    calls = sorted((r["method"], r["path"]) for r in emulator.requests())
+    assert calls == [  # SPEC 13: <= 4, and no PUT when the stored claim already says this
+        ("GET", "/api/v1/namespaces/cocoon-system/configmaps/cocoon-affinity-default"),
+        ("GET", "/api/v1/namespaces/ns/pods"),
+        ("GET", "/api/v1/nodes"),
+    ]
+
+
+def test_skips_cost_no_api_calls(mutate: TestClient, core: Any, emulator: Any) -> None:
+    plain = cocoon_pod(name="plain")
+    plain["spec"]["tolerations"] = []
+    pinned = cocoon_pod(name="pinned")
+    pinned["spec"]["nodeName"] = "cocoon-a"
+    owned = cocoon_pod(name="owned")
+    owned["metadata"]["ownerReferences"] = [{"kind": "CocoonSet", "name": "s", "uid": "u"}]
+    bad_pool = cocoon_pod(name="gpu", pool="GPU_Pool")
+    for pod in (plain, pinned, owned):
+        assert response_of(mutate.post("/mutate", json=pod_review(pod))) == {
+            "uid": "uid-1", "allowed": True}  # fmt: skip
+    before = admission_count("mutate", "affinity_failed")
+    response = response_of(mutate.post("/mutate", json=pod_review(bad_pool)))
+    assert response["warnings"] == [
+        'cocoon-webhook: VM name not reserved (invalid pool "GPU_Pool")'
+    ]
+    assert admission_count("mutate", "affinity_failed") == before + 1
+    assert emulator.requests() == []
+
+
+def test_undecodable_pod_is_allowed_as_error(mutate: TestClient) -> None:
+    before = admission_count("mutate", "error")
+    body = pod_review(cocoon_pod(name="x"))
+    body["request"]["object"]["spec"]["tolerations"] = "x"
+    assert response_of(mutate.post("/mutate", json=body)) == {"uid": "uid-1", "allowed": True}
+    assert admission_count("mutate", "error") == before + 1
+
+
+def test_no_candidate_node_leaves_the_pod_to_the_scheduler(mutate: TestClient, core: Any) -> None:
+    response = admit(mutate, core, cocoon_pod(name="lonely-1", pool="lonely"))
+    assert response["warnings"] == [
+        'cocoon-webhook: no schedulable node in pool "lonely"; pod left to the scheduler'
+    ]
+    assert [op["path"] for op in patch_of(response)] == [
+        "/metadata/annotations",
+        "/metadata/annotations/vm.cocoonstack.io~1name",
+    ]
+    assert (
+        json.loads(affinity_data(core, "cocoon-affinity-lonely")["ns._pod.lonely-1"])["node"] == ""
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import posixpath
 import re
 import shutil
 import subprocess
@@ -332,6 +333,54 @@ def test_admission_services_never_scale_to_zero(knative: Index) -> None:
         annotations = svc["spec"]["template"]["metadata"]["annotations"]
         assert int(annotations["autoscaling.knative.dev/min-scale"]) >= 1, hook["name"]
         assert svc["spec"]["template"]["spec"]["containerConcurrency"] > 0, hook["name"]
+
+
+# Rules Knative's admission webhook applies to a revision's pod spec and no CRD schema carries
+# (knative/serving pkg/apis/serving/k8s_validation.go, with config-features at their defaults).
+KNATIVE_RESERVED_ENV = {"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"}
+KNATIVE_RESERVED_PORTS = {8012, 8013, 8022, 9090, 9091, 8008}
+KNATIVE_RESERVED_MOUNTS = {"/", "/dev", "/dev/log"}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_knative_services_pass_knative_validation(knative: Index, name: str) -> None:
+    spec = knative.knative_service(name)["spec"]["template"]["spec"]
+    # Feature flags off by default: a pod-level securityContext, init containers.
+    assert "securityContext" not in spec
+    assert "initContainers" not in spec
+    assert spec.get("automountServiceAccountToken", False) is False  # only `false` may be set
+    container = only_container(spec)
+    assert container["name"] != "queue-proxy"
+    assert not KNATIVE_RESERVED_ENV & env_of(container).keys()
+    [port] = container["ports"]
+    assert port.get("name", "") in {"", "http1", "h2c"}
+    assert port.get("protocol", "TCP") == "TCP"
+    assert port["containerPort"] not in KNATIVE_RESERVED_PORTS
+    for probe_name in ("readinessProbe", "livenessProbe"):
+        probe = container[probe_name]
+        probe_port = probe["httpGet"].get("port")
+        assert probe_port in (None, port["containerPort"], port.get("name")), probe_name
+    readiness = container["readinessProbe"]
+    if readiness.get("periodSeconds", 0) == 0:
+        # Knative's aggressive probing: no timeout or failure threshold of one's own.
+        assert "timeoutSeconds" not in readiness
+        assert "failureThreshold" not in readiness
+    else:
+        assert readiness["timeoutSeconds"] >= 1
+        assert readiness["failureThreshold"] >= 1
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = container.get("volumeMounts", [])
+    assert {m["name"] for m in mounts} == volumes.keys()  # every volume mounted, every mount backed
+    paths = [m["mountPath"] for m in mounts]
+    assert len(set(paths)) == len(paths)
+    for mount in mounts:
+        assert mount["mountPath"].startswith("/")
+        assert posixpath.normpath(mount["mountPath"]) not in KNATIVE_RESERVED_MOUNTS
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            assert volume["emptyDir"].get("medium", "") in {"", "Memory"}
+        else:
+            assert mount.get("readOnly") is True
 
 
 def assert_restricted(container: Obj, pod_security: Obj) -> None:

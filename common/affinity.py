@@ -96,6 +96,12 @@ class AffinityStore:
 
     def _reserve(self, intent: Intent, deadline: float, dry_run: bool) -> Draft | Failed:
         snapshots = _Snapshots()
+        # Snapshots every plan needs are read before taking the pool lock, so admissions of
+        # one pool overlap their LISTs and serialise only their read-plan-write.
+        raw_nodes = self._kube.list_nodes(f"{POOL_KEY}={intent.pool}", self._remaining(deadline))
+        snapshots.nodes = nodes_from_json(raw_nodes)
+        if intent.needs_live_pods:
+            snapshots.live_pods = self._namespace_pods(intent.namespace, deadline)
         name = affinity_configmap_name(intent.pool)
         lock = self._pool_lock(intent.pool)
         for _ in range(MAX_ATTEMPTS):
@@ -127,17 +133,12 @@ class AffinityStore:
     def _plan(
         self, intent: Intent, entries: dict[str, str], snapshots: _Snapshots, deadline: float
     ) -> Draft | Failed:
-        if snapshots.nodes is None:
-            raw = self._kube.list_nodes(f"{POOL_KEY}={intent.pool}", self._remaining(deadline))
-            snapshots.nodes = nodes_from_json(raw)
-        if intent.needs_live_pods and snapshots.live_pods is None:
-            snapshots.live_pods = self._namespace_pods(intent.namespace, deadline)
         while True:
             result = plan_entry(
                 intent,
                 entries,
                 live_pods=snapshots.live_pods,
-                nodes=snapshots.nodes,
+                nodes=snapshots.nodes or (),
                 node_pods=snapshots.node_pods,
                 now=self._clock(),
                 window=self._window,

@@ -340,6 +340,15 @@ def test_admission_services_never_scale_to_zero(knative: Index) -> None:
 KNATIVE_RESERVED_ENV = {"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"}
 KNATIVE_RESERVED_PORTS = {8012, 8013, 8022, 9090, 9091, 8008}
 KNATIVE_RESERVED_MOUNTS = {"/", "/dev", "/dev/log"}
+KNATIVE_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation",
+    "capabilities",
+    "readOnlyRootFilesystem",
+    "runAsGroup",
+    "runAsNonRoot",
+    "runAsUser",
+    "seccompProfile",
+}
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -351,6 +360,9 @@ def test_knative_services_pass_knative_validation(knative: Index, name: str) -> 
     assert spec.get("automountServiceAccountToken", False) is False  # only `false` may be set
     container = only_container(spec)
     assert container["name"] != "queue-proxy"
+    # What a container may set in Knative 1.9 and later; `capabilities.add` needs a feature flag.
+    assert set(container["securityContext"]) <= KNATIVE_CONTAINER_SECURITY
+    assert set(container["securityContext"].get("capabilities", {})) <= {"drop"}
     assert not KNATIVE_RESERVED_ENV & env_of(container).keys()
     [port] = container["ports"]
     assert port.get("name", "") in {"", "http1", "h2c"}

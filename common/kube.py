@@ -185,6 +185,11 @@ class ClientKubeApi:
                 self._client = kubernetes.client.ApiClient(configuration)
             return self._client
 
+    def load(self) -> None:
+        """Read the kubeconfig now (file reads only): the standalone server refuses to start on
+        a bad one, where functions would only find out on their first call."""
+        self._api()
+
     def last_success(self) -> float | None:
         return self._last_success
 

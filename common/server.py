@@ -1,0 +1,499 @@
+"""The standalone server (SPEC 11): `cocoon-webhook`, also `python -m common.server`.
+
+One process, one event loop, two uvicorn listeners: the admission paths over TLS (with the
+same endpoints and shell as function mode) and plain-HTTP `/metrics`. The reaper sweeps in a
+thread of its own. Everything that can fail at start (settings, the TLS pair, the kubeconfig,
+either bind) fails before anything is served, with one JSON line and a non-zero exit.
+
+The TLS context reloads itself: every handshake first checks whether TLS_CERT or TLS_KEY
+changed on disk (a stat of each, far cheaper than the handshake) and, if they did, switches
+the connection to a context loaded from the new pair. cert-manager renews the mounted secret
+in place; the Go original needed a restart to pick it up (B12).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from common import metrics, runtime
+from common.admission import Endpoint, Readiness, admit, method_not_allowed, not_found, serve_probes
+from common.config import Settings
+from common.kube import ClientKubeApi, KubeApi, KubeError
+from common.logs import ROOT_LOGGER, get_logger
+
+# SPEC 11.6: in-flight requests of both listeners share one budget after SIGTERM/SIGINT.
+SHUTDOWN_GRACE_S = 15.0
+# A pair that failed to load is retried this often (silently) while the files look unchanged:
+# a non-atomic rewrite can leave the same size and mtime on a half-written file.
+RELOAD_RETRY_S = 1.0
+# Idle keep-alive connections stay open longer than Go's default client idle timeout (90 s):
+# if the server closed first, a POST racing the close would fail and count against
+# failurePolicy. The Go original never closed idle connections at all.
+KEEP_ALIVE_S = 120
+# Blocking Kubernetes calls run in this pool (asyncio.to_thread). asyncio's default, CPUs + 4,
+# would queue concurrent admissions behind each other on a pod limited to half a CPU.
+IO_THREADS = 32
+IO_THREAD_PREFIX = "cocoon-io"
+
+ADMISSION_PATHS = {"/mutate": "mutate", "/validate": "validate",
+                   "/validate-cocoonset": "validate_cocoonset"}  # fmt: skip
+
+_CERT_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----")
+_KEY_PEM = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
+_SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)$")
+
+_log = get_logger("server")
+
+
+class StartupError(Exception):
+    """A reason not to start; `main` logs it as one line and exits 1."""
+
+
+# --- TLS: the pair, and reloading it ---------------------------------------------------------
+
+
+def _no_password() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal for an encrypted key.
+    raise ValueError("encrypted private keys are not supported")
+
+
+def _ssl_reason(exc: Exception) -> str:
+    return _SSL_LOCATION.sub("", " ".join(str(exc).split()))
+
+
+def load_pair(cert: str, key: str) -> ssl.SSLContext:
+    """A server context for the PEM pair, TLS 1.2 at least; StartupError says what is wrong."""
+    for name, path, marker, what in (("TLS_CERT", cert, _CERT_PEM, "certificate"),
+                                     ("TLS_KEY", key, _KEY_PEM, "private key")):  # fmt: skip
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+        except OSError as exc:
+            raise StartupError(f"read {name} {path}: {exc.strerror or exc}") from None
+        # OpenSSL's own word for an empty or non-PEM file is "PEM lib"; say which file instead.
+        if not marker.search(data):
+            raise StartupError(f"{name} {path}: no PEM {what} found")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key, password=_no_password)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        raise StartupError(f"load TLS_CERT {cert} with TLS_KEY {key}: {_ssl_reason(exc)}") from None
+    return context
+
+
+Signature = tuple[tuple[int, int, int, int], tuple[int, int, int, int]]
+
+
+def _stat(path: str) -> tuple[int, int, int, int]:
+    try:
+        # Follows symlinks: a Secret volume swaps a `..data` symlink, which changes the inode.
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1, -1, -1)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class ReloadingTLS:
+    """The listener's SSLContext, serving the last pair that loaded.
+
+    `context` is loaded from the pair at start and carries an SNI callback, which OpenSSL calls
+    on every ClientHello (with or without a server name). When the files' signature (device,
+    inode, size, mtime) changed since the last load, the callback loads the new pair into a
+    fresh context and moves the connection onto it; connections already established keep
+    theirs. A pair that fails to load is logged once per change and the previous one serves on.
+    """
+
+    def __init__(self, cert: str, key: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._cert = cert
+        self._key = key
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loaded = self._signature()
+        self.context = load_pair(cert, key)
+        self.context.sni_callback = self._on_client_hello
+        self._current = self.context
+        self._failed: Signature | None = None
+        self._failed_at = 0.0
+
+    def _signature(self) -> Signature:
+        return _stat(self._cert), _stat(self._key)
+
+    def current(self) -> ssl.SSLContext:
+        """The context for the next handshake, reloading the pair first if it changed."""
+        signature = self._signature()
+        with self._lock:
+            if signature == self._loaded:
+                return self._current
+            now = self._clock()
+            if signature == self._failed and now - self._failed_at < RELOAD_RETRY_S:
+                return self._current
+            try:
+                context = load_pair(self._cert, self._key)
+            except StartupError as exc:
+                if signature != self._failed:
+                    _log.error(
+                        "TLS pair not reloaded; the previous certificate keeps serving",
+                        extra={"error": str(exc)},
+                    )
+                self._failed, self._failed_at = signature, now
+                return self._current
+            self._current, self._loaded, self._failed = context, signature, None
+        _log.info("TLS pair reloaded", extra={"cert": self._cert, "key": self._key})
+        return context
+
+    def _on_client_hello(
+        self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
+    ) -> None:
+        try:
+            context = self.current()
+            if connection.context is not context:
+                connection.context = context
+        except Exception:  # an exception here would abort the handshake with an alert
+            _log.exception("TLS reload check failed")
+
+
+# --- the two listeners' applications ---------------------------------------------------------
+
+
+class AdmissionApp:
+    """The TLS listener. Exact paths, like the Go original's mux: `/` and `/metrics` are 404.
+
+    A plain ASGI callable rather than Starlette's router, which would redirect `/mutate/` to
+    `/mutate` and answer 404/405 with its own bodies instead of the shell's.
+    """
+
+    def __init__(self, endpoints: Mapping[str, Endpoint], readiness: Readiness) -> None:
+        self._endpoints = dict(endpoints)
+        self._readiness = readiness
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self._respond(request)
+        except Exception:  # the shell answers every review; this is for a bug outside it
+            _log.exception("unexpected error", extra={"path": request.url.path})
+            response = PlainTextResponse("internal error", 500)
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        probe = await serve_probes(request, self._readiness, with_metrics=False)
+        if probe is not None:
+            return probe
+        endpoint = self._endpoints.get(request.url.path)
+        if endpoint is None:
+            return not_found()
+        if request.method != "POST":
+            return method_not_allowed()
+        return await admit(request, endpoint)
+
+
+async def metrics_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The metrics listener: `/metrics`, any method, and 404 for everything else."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/metrics":
+        body, content_type = metrics.render()
+        response = Response(body, media_type=content_type)
+    else:
+        response = not_found()
+    await response(scope, receive, send)
+
+
+# --- the reaper loop -------------------------------------------------------------------------
+
+Sweep = Callable[[datetime], object]
+
+
+def reaper_sweep(kube: KubeApi, settings: Settings) -> Sweep | None:
+    """`common.reaper.sweep` bound to this process's client and settings.
+
+    Resolved at run time while common/reaper.py is being written; None (and a warning) until
+    it exists, so the server runs without sweeps rather than not at all.
+    """
+    try:
+        module: Any = importlib.import_module("common.reaper")
+    except ModuleNotFoundError as exc:
+        if exc.name != "common.reaper":
+            raise
+        _log.warning("reaper loop disabled: common.reaper is not installed")
+        return None
+
+    def sweep(now: datetime) -> object:
+        return module.sweep(kube, settings, now)
+
+    return sweep
+
+
+class ReaperLoop:
+    """Sweep at start, then every `interval_s`, in one thread of its own.
+
+    One thread is what keeps sweeps from overlapping: a sweep that outlasts the interval skips
+    the ticks it missed instead of queueing them. Every replica runs one loop; concurrent
+    sweeps settle through the ConfigMaps' resourceVersions.
+    """
+
+    def __init__(self, sweep: Sweep, interval_s: float) -> None:
+        self._sweep = sweep
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        """True when the loop has ended (a sweep in progress is not interrupted)."""
+        if self._thread.is_alive():
+            self._thread.join(max(timeout, 0))
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._sweep(datetime.now(UTC))
+            except Exception:  # the loop outlives a failed sweep; the next tick retries
+                _log.exception("reaper sweep failed")
+            now = time.monotonic()
+            next_at += self._interval_s
+            if next_at <= now:
+                next_at += ((now - next_at) // self._interval_s + 1) * self._interval_s
+            self._stop.wait(next_at - now)
+
+
+# --- listeners -------------------------------------------------------------------------------
+
+
+def bind(address: tuple[str, int], variable: str) -> socket.socket:
+    """A listening socket for `host:port`; an empty host means every interface, as in Go."""
+    host, port = address
+    try:
+        if not host and socket.has_dualstack_ipv6():
+            return socket.create_server(
+                ("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=2048
+            )
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]  # fmt: skip
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise StartupError(f"listen on {variable} {shown}: {exc.strerror or exc}") from None
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Listener(uvicorn.Server):
+    """uvicorn without its own signal handling: `run` stops both listeners on one signal."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listener(app: Any, context: ssl.SSLContext | None) -> _Listener:
+    config = uvicorn.Config(
+        app,
+        interface="asgi3",
+        lifespan="off",
+        ws="none",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
+    config.load()
+    # Set after load(), which only knows how to build a context from file paths; ours reloads.
+    config.ssl = context
+    return _Listener(config)
+
+
+# --- the process -----------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """Everything `main` checks before serving: if this exists, the server can start."""
+
+    settings: Settings
+    tls: ReloadingTLS
+    kube: KubeApi
+    endpoints: dict[str, Endpoint]
+    webhook_socket: socket.socket
+    metrics_socket: socket.socket
+
+
+def prepare(settings: Settings) -> Prepared:
+    """SPEC 11 steps 1-2: the pair, the kubeconfig, both binds. Raises StartupError."""
+    tls = ReloadingTLS(settings.tls_cert, settings.tls_key)
+    kube = runtime.kube()
+    if isinstance(kube, ClientKubeApi):
+        try:
+            kube.load()
+        except KubeError as exc:
+            raise StartupError(str(exc)) from None
+    endpoints = {path: runtime.endpoint(handler) for path, handler in ADMISSION_PATHS.items()}
+    webhook_socket = bind(settings.listen_addr, "LISTEN_ADDR")
+    try:
+        metrics_socket = bind(settings.metrics_addr, "METRICS_ADDR")
+    except StartupError:
+        webhook_socket.close()
+        raise
+    return Prepared(settings, tls, kube, endpoints, webhook_socket, metrics_socket)
+
+
+def _route_library_logs(level: int) -> None:
+    """uvicorn's and asyncio's warnings as JSON lines next to ours; their info chatter goes."""
+    handlers = list(logging.getLogger(ROOT_LOGGER).handlers)
+    for name in ("uvicorn.error", "asyncio"):
+        logger = logging.getLogger(name)
+        logger.handlers = handlers
+        logger.propagate = False
+        logger.setLevel(max(level, logging.WARNING))
+
+
+def _io_threads() -> list[threading.Thread]:
+    return [
+        t for t in threading.enumerate() if t.name.startswith(IO_THREAD_PREFIX) and t.is_alive()
+    ]
+
+
+async def run(prepared: Prepared, reaper: ReaperLoop | None) -> int:
+    """Serve until SIGTERM/SIGINT, then drain within SHUTDOWN_GRACE_S. Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix=IO_THREAD_PREFIX)
+    loop.set_default_executor(executor)
+    readiness = prepared.endpoints["/mutate"].readiness
+    webhook = _listener(AdmissionApp(prepared.endpoints, readiness), prepared.tls.context)
+    metrics_listener = _listener(metrics_app, None)
+    listeners = (webhook, metrics_listener)
+    stop_at: list[float] = []
+    watchdogs: list[asyncio.Task[None]] = []
+
+    async def force_at_deadline() -> None:
+        await asyncio.sleep(SHUTDOWN_GRACE_S)
+        for listener in listeners:
+            listener.force_exit = True
+
+    def on_signal(signum: int) -> None:
+        if stop_at:
+            # A second signal: stop waiting for in-flight requests.
+            _log.warning("second signal; not waiting for in-flight requests")
+            for listener in listeners:
+                listener.force_exit = True
+            return
+        stop_at.append(time.monotonic())
+        in_flight = sum(len(listener.server_state.tasks) for listener in listeners)
+        _log.info("stopping", extra={"signal": signal.Signals(signum).name, "inFlight": in_flight})
+        for listener in listeners:
+            listener.should_exit = True
+        if reaper is not None:
+            reaper.stop()
+        watchdogs.append(loop.create_task(force_at_deadline()))
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    _log.info(
+        "listening",
+        extra={
+            "webhookAddr": _address(prepared.webhook_socket),
+            "metricsAddr": _address(prepared.metrics_socket),
+            "reaperInterval": prepared.settings.reaper_interval_s,
+        },
+    )
+    if reaper is not None:
+        reaper.start()
+
+    async def serve(listener: _Listener, sock: socket.socket) -> bool:
+        try:
+            await listener.serve(sockets=[sock])
+        except (Exception, SystemExit) as exc:  # one listener failing stops the other
+            _log.error("listener failed", extra={"error": str(exc) or type(exc).__name__})
+            for other in listeners:
+                other.should_exit = True
+            return False
+        return True
+
+    results = await asyncio.gather(
+        serve(webhook, prepared.webhook_socket), serve(metrics_listener, prepared.metrics_socket)
+    )
+    for task in watchdogs:
+        task.cancel()
+
+    stopping_since = stop_at[0] if stop_at else time.monotonic()
+    deadline = stopping_since + SHUTDOWN_GRACE_S
+    if reaper is not None:
+        reaper.stop()
+        if not reaper.join(deadline - time.monotonic()):
+            _log.warning("reaper sweep still running at exit")
+    # Idle workers leave at once; a busy one is a blocking API call that a review already gave
+    # up on (mutate's deadline) and that finishes within its own timeout.
+    executor.shutdown(wait=False, cancel_futures=True)
+    while _io_threads() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    code = 0 if all(results) else 1
+    busy = len(_io_threads())
+    elapsed_ms = round((time.monotonic() - stopping_since) * 1000, 1)
+    _log.info("stopped", extra={"durationMs": elapsed_ms, "busyThreads": busy})
+    if busy:
+        # The interpreter would join these threads at exit, past the grace period.
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cocoon-webhook",
+        description="Serve the cocoon admission webhooks over TLS, /metrics, and the reaper loop "
+        "(configured by environment variables; see the README).",
+    )
+    parser.add_argument("command", nargs="?", choices=["serve"], default="serve",
+                        help="what to do (the only command, and the default)")  # fmt: skip
+    parser.parse_args(argv)
+    settings = runtime.settings()  # exits 1 with one line naming a bad variable
+    _route_library_logs(settings.log_level)
+    try:
+        prepared = prepare(settings)
+    except StartupError as exc:
+        _log.critical(str(exc))
+        return 1
+    sweep = reaper_sweep(prepared.kube, settings)
+    reaper = ReaperLoop(sweep, settings.reaper_interval_s) if sweep is not None else None
+    return asyncio.run(run(prepared, reaper))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,617 @@
+"""The local sandbox (`make run`, SPEC 14): the standalone server behind an emulated API server.
+
+`python -m tests.sandbox` starts the Kubernetes API emulator (`--seed sandbox`), makes a
+throwaway CA and a serving certificate for 127.0.0.1/localhost, starts `cocoon-webhook` with
+them (127.0.0.1:8443 and :9090, or free ports when those are taken) and registers the webhook
+configurations of `knative/standalone` with `url` targets and that CA, so the emulator calls
+the server exactly as a cluster's API server would, selectors and rules included. It prints
+the kubeconfig and commands to try, and stops everything on Ctrl-C or SIGTERM. State lives in
+`.sandbox/` (gitignored).
+
+`--check` runs a short scripted session instead (a cocoon pod gets a VM name and a node, a
+scale-down is denied, an invalid CocoonSet is denied), prints OK and stops.
+
+The helpers here (certificates, the server process, the configurations) are shared with
+tests/test_server.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.kube_emulator.launcher import EmulatorProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_DIR = ROOT / ".sandbox"
+KUBECTL = Path(sys.executable).parent / "kubectl"
+WEBHOOK_PORT = 8443
+METRICS_PORT = 9090
+START_TIMEOUT_S = 20.0
+TOLERATION_KEY = "virtual-kubelet.io/provider"
+VM_NAME = "vm.cocoonstack.io/name"
+
+# --- certificates -----------------------------------------------------------------------------
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@dataclass
+class Pki:
+    """A throwaway CA and one serving certificate for 127.0.0.1 and localhost, as files."""
+
+    directory: Path
+    ca_key: ec.EllipticCurvePrivateKey
+    ca_cert: x509.Certificate
+    serial: int = 0
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def cert_file(self) -> Path:
+        return self.directory / "tls.crt"
+
+    @property
+    def key_file(self) -> Path:
+        return self.directory / "tls.key"
+
+    @classmethod
+    def create(cls, directory: Path) -> Pki:
+        directory.mkdir(parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name("cocoon-webhook sandbox CA"))
+            .issuer_name(_name("cocoon-webhook sandbox CA"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
+        )
+        pki = cls(directory, key, cert)
+        pki.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        pki.issue()
+        return pki
+
+    def leaf(self) -> tuple[bytes, bytes, int]:
+        """A new serving pair (PEM cert, PEM key) and its serial, signed by the CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        serial = x509.random_serial_number()
+        sans = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name("cocoon-webhook"))
+            .issuer_name(self.ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()), False
+            )
+            .sign(self.ca_key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key), serial
+
+    def issue(self) -> int:
+        """Write a new serving pair over tls.crt/tls.key, each file replaced atomically."""
+        cert, key, serial = self.leaf()
+        _replace(self.key_file, key)
+        _replace(self.cert_file, cert)
+        self.serial = serial
+        return serial
+
+
+def _replace(path: Path, data: bytes) -> None:
+    # A rename, as a Secret volume's `..data` swap: a reader never sees half a file.
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    os.replace(temp, path)
+
+
+# --- the server process ------------------------------------------------------------------------
+
+
+class ServerExited(RuntimeError):
+    def __init__(self, code: int | None, logs: list[dict[str, Any]], output: list[str]) -> None:
+        super().__init__(f"cocoon-webhook exited with {code}: {output[-5:]}")
+        self.code = code
+        self.logs = logs
+        self.output = output
+
+
+def _port(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+@dataclass
+class ServerProcess:
+    """`cocoon-webhook` as a subprocess; its JSON log lines are collected as they arrive."""
+
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    echo: bool = False
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    @classmethod
+    def start(cls, env: dict[str, str], *, echo: bool = False) -> ServerProcess:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "common.server"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        server = cls(process, echo=echo)
+        threading.Thread(target=server._read, daemon=True).start()
+        return server
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if self.echo:
+                print(line, end="", flush=True)
+            with self._changed:
+                self.output.append(line.rstrip("\n"))
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line)
+                    if isinstance(entry, dict):
+                        self.logs.append(entry)
+                self._changed.notify_all()
+        with self._changed:
+            self.process.wait()
+            self._changed.notify_all()
+
+    def wait_for_log(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = START_TIMEOUT_S
+    ) -> dict[str, Any]:
+        """The first log line matching `predicate`; ServerExited if the process ends first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for entry in self.logs:
+                    if predicate(entry):
+                        return entry
+                if self.process.poll() is not None:
+                    raise ServerExited(self.process.returncode, self.logs, self.output)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching log line in {timeout}s: {self.output[-5:]}")
+                self._changed.wait(min(remaining, 0.2))
+
+    def wait_listening(self, timeout: float = START_TIMEOUT_S) -> tuple[int, int]:
+        """(webhook port, metrics port) from the server's `listening` line."""
+        line = self.wait_for_log(lambda entry: entry.get("msg") == "listening", timeout)
+        return _port(line["webhookAddr"]), _port(line["metricsAddr"])
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then the exit status (killed after `timeout`)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def server_env(kubeconfig: str, pki: Pki, **overrides: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("KUBECONFIG", "LOG_EXECUTION_ID")
+    }
+    env.update(
+        KUBECONFIG=kubeconfig,
+        TLS_CERT=str(pki.cert_file),
+        TLS_KEY=str(pki.key_file),
+        LISTEN_ADDR="127.0.0.1:0",
+        METRICS_ADDR="127.0.0.1:0",
+        REAPER_INTERVAL="1m",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+# --- webhook configurations --------------------------------------------------------------------
+
+
+def webhook_configurations(port: int, ca_pem: bytes) -> list[dict[str, Any]]:
+    """The standalone install's two configurations, pointed at https://127.0.0.1:<port>.
+
+    Built with `kubectl kustomize` from the real manifests, so rules, selectors, failure
+    policies and timeouts are production's; only each `service` target becomes a `url` with
+    the same path, and the CA cert-manager would inject is ours.
+    """
+    built = subprocess.run(
+        [str(KUBECTL), "kustomize", str(ROOT / "knative" / "standalone")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    kinds = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+    configurations = [doc for doc in yaml.safe_load_all(built) if doc and doc["kind"] in kinds]
+    bundle = base64.b64encode(ca_pem).decode()
+    for configuration in configurations:
+        configuration["metadata"].get("annotations", {}).pop("cert-manager.io/inject-ca-from", None)
+        for webhook in configuration["webhooks"]:
+            path = webhook["clientConfig"]["service"]["path"]
+            webhook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": bundle}
+    return configurations
+
+
+def register(api_client: Any, configurations: list[dict[str, Any]]) -> None:
+    from kubernetes import client
+
+    api = client.AdmissionregistrationV1Api(api_client)
+    for configuration in configurations:
+        if configuration["kind"] == "MutatingWebhookConfiguration":
+            api.create_mutating_webhook_configuration(configuration)
+        else:
+            api.create_validating_webhook_configuration(configuration)
+
+
+# --- the sandbox -------------------------------------------------------------------------------
+
+
+def _free(port: int) -> int:
+    """`port` if it can be bound on 127.0.0.1 right now, else 0 (the server picks one)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
+
+
+@dataclass
+class Sandbox:
+    directory: Path
+    emulator: EmulatorProcess
+    pki: Pki
+    server: ServerProcess
+    webhook_port: int
+    metrics_port: int
+
+    @property
+    def kubeconfig(self) -> str:
+        return self.emulator.kubeconfig
+
+
+@contextlib.contextmanager
+def sandbox(
+    directory: Path = SANDBOX_DIR,
+    *,
+    echo: bool = False,
+    preferred: tuple[int, int] = (WEBHOOK_PORT, METRICS_PORT),
+) -> Iterator[Sandbox]:
+    """Emulator, certificates, server and webhook registrations; all stopped on exit."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    emulator = EmulatorProcess.start(directory, seed="sandbox", name="sandbox")
+    server: ServerProcess | None = None
+    try:
+        pki = Pki.create(directory / "certs")
+        webhook, metrics = (_free(port) for port in preferred)
+        env = server_env(
+            emulator.kubeconfig,
+            pki,
+            REAPER_INTERVAL="1m",
+            LISTEN_ADDR=f"127.0.0.1:{webhook}",
+            METRICS_ADDR=f"127.0.0.1:{metrics}",
+        )
+        server = ServerProcess.start(env, echo=echo)
+        webhook, metrics = server.wait_listening()
+        configurations = webhook_configurations(webhook, pki.ca_file.read_bytes())
+        register(emulator.api_client(), configurations)
+        yield Sandbox(directory, emulator, pki, server, webhook, metrics)
+    finally:
+        if server is not None:
+            server.stop()
+        emulator.stop()
+
+
+# --- what to try, and the scripted check -------------------------------------------------------
+
+DEMO_HASH = "5d8c7b9f6"
+
+
+def demo_deployment(replicas: int = 3) -> dict[str, Any]:
+    labels = {"app": "demo"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "demo", "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": _pod_spec()},
+        },
+    }
+
+
+def _pod_spec() -> dict[str, Any]:
+    return {
+        "containers": [{"name": "agent", "image": "ghcr.io/cocoonstack/agent:1"}],
+        "tolerations": [{"key": TOLERATION_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+    }
+
+
+def demo_pod() -> dict[str, Any]:
+    """A pod as the ReplicaSet controller would create it (the emulator runs no controllers)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": f"demo-{DEMO_HASH}-",
+            "namespace": "default",
+            "labels": {"app": "demo"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": f"demo-{DEMO_HASH}",
+                    "controller": True,
+                    "uid": "0b7c5a8e-0000-4000-8000-000000000001",
+                }
+            ],
+        },
+        "spec": _pod_spec(),
+    }
+
+
+def invalid_cocoonset() -> dict[str, Any]:
+    return {
+        "apiVersion": "cocoonset.cocoonstack.io/v1",
+        "kind": "CocoonSet",
+        "metadata": {"name": "agents", "namespace": "default"},
+        "spec": {"agent": {"image": "", "replicas": 2}},
+    }
+
+
+def write_examples(directory: Path) -> dict[str, Path]:
+    files = {
+        "deployment": directory / "demo-deployment.yaml",
+        "pod": directory / "demo-pod.yaml",
+        "cocoonset": directory / "bad-cocoonset.yaml",
+    }
+    files["deployment"].write_text(yaml.safe_dump(demo_deployment(), sort_keys=False))
+    files["pod"].write_text(yaml.safe_dump(demo_pod(), sort_keys=False))
+    files["cocoonset"].write_text(yaml.safe_dump(invalid_cocoonset(), sort_keys=False))
+    return files
+
+
+def instructions(box: Sandbox) -> str:
+    files = write_examples(box.directory)
+    kubectl = f"{os.path.relpath(KUBECTL, Path.cwd())} --kubeconfig {box.kubeconfig}"
+    columns = (
+        "NAME:.metadata.name,VM:.metadata.annotations.vm\\.cocoonstack\\.io/name,"
+        "NODE:.spec.nodeName"
+    )
+    return "\n".join(
+        [
+            "",
+            "cocoon-webhook sandbox is up",
+            f"  API server (emulated)  {box.emulator.url}",
+            f"  kubeconfig             {box.kubeconfig}",
+            f"  webhook (TLS)          https://127.0.0.1:{box.webhook_port}  CA {box.pki.ca_file}",
+            f"  metrics                http://127.0.0.1:{box.metrics_port}/metrics",
+            "  nodes                  cocoon-a, cocoon-b (pool default), gpu-1 (gpu), worker-1",
+            "",
+            "Try (the emulator runs no controllers: a Deployment makes no pods, so create them):",
+            f"  {kubectl} apply --validate=false -f {files['deployment']}",
+            f"  {kubectl} create -f {files['pod']}      # twice: slots 0 and 1",
+            f"  {kubectl} get pods -o custom-columns={columns}",
+            f"  {kubectl} -n cocoon-system get configmap cocoon-affinity-default -o yaml",
+            f"  {kubectl} scale deployment demo --replicas=1        # denied",
+            f"  {kubectl} create -f {files['cocoonset']}      # denied: empty image",
+            f"  curl -s http://127.0.0.1:{box.metrics_port}/metrics | grep ^cocoon_webhook",
+            f"  curl -s --cacert {box.pki.ca_file} https://127.0.0.1:{box.webhook_port}/readyz",
+            "",
+            "Server log lines follow. Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+class CheckFailed(AssertionError):
+    pass
+
+
+def _expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise CheckFailed(what)
+
+
+def check(box: Sandbox) -> list[str]:
+    """The scripted session; returns what it verified, raises CheckFailed on the first miss."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api_client = box.emulator.api_client()
+    core = client.CoreV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    done: list[str] = []
+
+    apps.create_namespaced_deployment("default", demo_deployment(replicas=2))
+    placed = []
+    for _ in range(2):
+        pod = core.create_namespaced_pod("default", demo_pod())
+        annotations = pod.metadata.annotations or {}
+        placed.append((pod.metadata.name, annotations.get(VM_NAME), pod.spec.node_name))
+    vm_names = sorted(vm for _, vm, _ in placed)
+    _expect(vm_names == ["vk-default-demo-0", "vk-default-demo-1"], f"pods got VM names {vm_names}")
+    _expect(
+        all(node in ("cocoon-a", "cocoon-b") for _, _, node in placed),
+        f"pods placed on {[node for _, _, node in placed]}",
+    )
+    _expect(
+        all(name.startswith(f"demo-{DEMO_HASH}-") for name, _, _ in placed),
+        f"pods named {[name for name, _, _ in placed]}",
+    )
+    done += [f"pod {name}: {vm} on {node}" for name, vm, node in placed]
+
+    denials = [
+        (
+            "deployment replicas 2 -> 1",
+            lambda: apps.patch_namespaced_deployment("demo", "default", {"spec": {"replicas": 1}}),
+        ),
+        (
+            "scale 2 -> 1",
+            lambda: apps.patch_namespaced_deployment_scale(
+                "demo", "default", {"spec": {"replicas": 1}}
+            ),
+        ),
+        (
+            "invalid CocoonSet",
+            lambda: custom.create_namespaced_custom_object(
+                "cocoonset.cocoonstack.io", "v1", "default", "cocoonsets", invalid_cocoonset()
+            ),
+        ),
+    ]
+    for what, attempt in denials:
+        try:
+            attempt()
+        except ApiException as exc:
+            message = json.loads(exc.body or "{}").get("message", "")
+            _expect(
+                exc.status == 403 and "denied the request: cocoon-webhook: " in message,
+                f"{what}: {exc.status} {message}",
+            )
+            done.append(f"{what}: denied ({message.split('denied the request: ')[1][:60]}…)")
+        else:
+            raise CheckFailed(f"{what}: allowed")
+    replicas = apps.read_namespaced_deployment("demo", "default").spec.replicas
+    _expect(replicas == 2, f"deployment has {replicas} replicas after the denials")
+    return done
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _watch(box: Sandbox) -> None:
+    """Until Ctrl-C or SIGTERM (KeyboardInterrupt), or until a child dies on its own."""
+    try:
+        while True:
+            time.sleep(0.5)
+            if box.server.process.poll() is not None:
+                print(
+                    f"cocoon-webhook exited with {box.server.process.returncode}", file=sys.stderr
+                )
+                return
+            if box.emulator.process is not None and box.emulator.process.poll() is not None:
+                print("the API emulator exited", file=sys.stderr)
+                return
+    except KeyboardInterrupt:
+        print("\nstopping the sandbox", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.sandbox",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="run the scripted check, print OK and stop"
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=SANDBOX_DIR,
+        help="where the kubeconfig, certificates and examples go",
+    )
+    args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the context manager stops what it started either way.
+    signal.signal(signal.SIGTERM, _interrupt)
+    if args.check:
+        started = time.monotonic()
+        with sandbox(args.dir, preferred=(0, 0)) as box:
+            try:
+                verified = check(box)
+            except CheckFailed as exc:
+                print("\n".join(box.server.output[-20:]), file=sys.stderr)
+                print(f"FAILED: {exc}", file=sys.stderr)
+                return 1
+        for line in verified:
+            print(f"  {line}")
+        print(f"OK ({time.monotonic() - started:.1f}s)")
+        return 0
+    try:
+        with sandbox(args.dir, echo=True) as box:
+            print(instructions(box), flush=True)
+            _watch(box)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

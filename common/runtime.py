@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from common.admission import Endpoint
 from common.config import ConfigError, Settings, load_settings
 from common.endpoints import cocoonset_endpoint, mutate_endpoint, validate_endpoint
 from common.kube import ClientKubeApi, KubeApi
 from common.logs import setup_logging
+from common.reaper import serve_reap
 
 
 @functools.cache
@@ -44,3 +49,13 @@ def endpoint(handler: str) -> Endpoint:
     if handler == "validate_cocoonset":
         return cocoonset_endpoint()
     raise ValueError(f"unknown handler {handler!r}")
+
+
+def reap_handler() -> Callable[[Request], Awaitable[Response]]:
+    """The reap target's request handler, bound to this process's settings and client."""
+    loaded, client = settings(), kube()
+
+    async def handle(request: Request) -> Response:
+        return await serve_reap(request, client, loaded)
+
+    return handle

@@ -1,0 +1,453 @@
+"""The reaper: release affinity reservations whose pod is gone (SPEC 8), and the reap target's HTTP.
+
+One sweep, with a request count that grows with pools and namespaces, never with entries
+(SPEC 13): one LIST of the managed ConfigMaps, one pod LIST per namespace that an entry outside
+the in-flight window names (shared by every pool), then at most one PUT per changed ConfigMap.
+Each PUT carries the resourceVersion of the read it was judged from; a 409 sends us back to a
+fresh GET and the same pure `judge`, with the same `now` and snapshots, so an entry mutate
+re-claimed meanwhile (its claim is newer than `now`, hence in flight) is kept. That is also why
+overlapping sweeps are safe: the loser re-judges and finds nothing left to do.
+
+I/O goes through KubeApi only; every decision is `common.decisions.reap`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cloudevents.exceptions import GenericException as CloudEventError
+from cloudevents.http import from_http
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+
+from common import metrics
+from common.admission import (
+    BodyTooLarge,
+    method_not_allowed,
+    not_found,
+    read_body,
+    serve_probes,
+)
+from common.config import Settings
+from common.decisions.reap import Changes, Outcome, Presence, judge, needed_namespaces
+from common.health import api_readiness
+from common.kube import ConfigMap, Conflict, KubeApi, KubeError, NotFound
+from common.logs import get_logger
+from common.naming import (
+    AFFINITY_NAMESPACE,
+    MALFORMED_SINCE_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    POOL_KEY,
+)
+from common.pod import pods_from_json
+from common.reservation import MalformedEntry, data_bytes, decode
+
+MAX_ATTEMPTS = 5
+# The CronJob's tick waits 200 s for the reply (SPEC 12.6); pools not started by then are left
+# for the next run and counted as errors, so the reply still arrives in time.
+SWEEP_BUDGET_S = 200.0
+# One API call; a LIST's pages share it. Generous: a sweep has minutes, an admission seconds.
+CALL_TIMEOUT_S = 30.0
+NAMESPACE_LIST_WORKERS = 8
+
+CLOUDEVENT_ATTRIBUTES = ("specversion", "id", "source", "type")
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+
+_log = get_logger("reaper")
+
+
+# --- one sweep -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """The reply body (SPEC 8.1). `listed` is False when the ConfigMaps could not be listed."""
+
+    pools: int = 0
+    checked: int = 0
+    marked: int = 0
+    cleared: int = 0
+    released: int = 0  # entries removed, malformed ones included
+    malformed: int = 0
+    errors: int = 0
+    dry_run: bool = False
+    listed: bool = True
+
+    @property
+    def result(self) -> str:
+        """The `result` label of cocoon_webhook_reaper_sweeps_total."""
+        if not self.listed:
+            return "error"
+        return "partial" if self.errors else "success"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pools": self.pools,
+            "checked": self.checked,
+            "marked": self.marked,
+            "cleared": self.cleared,
+            "released": self.released,
+            "malformed": self.malformed,
+            "errors": self.errors,
+            "dryRun": self.dry_run,
+        }
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+
+class _Snapshots:
+    """Pod presence per namespace, listed once and shared by every pool of the sweep.
+
+    A snapshot older than `max_age_s` (half the in-flight window) is listed again before a
+    judgement relies on it. A namespace whose LIST failed stays failed for the sweep: its entries
+    are left alone, and the failure counts once, not once per pool.
+    """
+
+    def __init__(self, kube: KubeApi, max_age_s: float, monotonic: Callable[[], float]) -> None:
+        self._kube = kube
+        self._max_age_s = max_age_s
+        self._monotonic = monotonic
+        self._taken: dict[str, tuple[float, Presence]] = {}
+        self.failed: dict[str, str] = {}  # namespace → error
+        self.lists = 0
+
+    def fresh(self, namespaces: set[str]) -> dict[str, Presence | None]:
+        now = self._monotonic()
+        stale = sorted(
+            ns
+            for ns in namespaces
+            if ns not in self.failed
+            and (ns not in self._taken or now - self._taken[ns][0] > self._max_age_s)
+        )
+        if len(stale) == 1:
+            self._list(stale[0])
+        elif stale:
+            with ThreadPoolExecutor(min(NAMESPACE_LIST_WORKERS, len(stale)), "reap-list") as pool:
+                list(pool.map(self._list, stale))
+        result: dict[str, Presence | None] = {}
+        for ns in namespaces:
+            taken = self._taken.get(ns)
+            result[ns] = None if taken is None or ns in self.failed else taken[1]
+        return result
+
+    def _list(self, namespace: str) -> None:
+        # Stamped before the call: the snapshot is at least as old as the request.
+        started = self._monotonic()
+        self.lists += 1
+        try:
+            items = self._kube.list_pods(namespace, "", CALL_TIMEOUT_S)
+        except KubeError as exc:
+            self.failed[namespace] = str(exc)
+            _log.warning(
+                "pod list failed; entries of the namespace left untouched",
+                extra={"namespace": namespace, "error": str(exc)},
+            )
+            return
+        self._taken[namespace] = (started, Presence.of(pods_from_json(items)))
+
+
+@dataclass
+class _PoolResult:
+    checked: int = 0
+    marked: int = 0
+    cleared: int = 0
+    released: int = 0
+    malformed: int = 0
+    errors: int = 0
+
+
+def sweep(
+    kube: KubeApi,
+    settings: Settings,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Summary:
+    """One sweep over every managed affinity ConfigMap (SPEC 8.2). Records the sweep metrics.
+
+    `now` is taken before any LIST, which keeps every judgement conservative: a claim written
+    after a snapshot was taken is newer than `now` and therefore in flight. Raises only on a bug;
+    API failures end up in the summary.
+    """
+    started = monotonic()
+    summary = Summary(dry_run=dry_run)
+    result = "error"
+    try:
+        _sweep(kube, settings, now, summary, monotonic, started)
+        result = summary.result
+    finally:
+        metrics.SWEEPS_TOTAL.labels(result=result).inc()
+        metrics.SWEEP_DURATION.observe(monotonic() - started)
+    _log.info(
+        "sweep done" if summary.listed else "sweep failed: configmaps not listed",
+        extra={**summary.to_json(), "durationMs": round((monotonic() - started) * 1000, 3)},
+    )
+    return summary
+
+
+def _sweep(
+    kube: KubeApi,
+    settings: Settings,
+    now: datetime,
+    summary: Summary,
+    monotonic: Callable[[], float],
+    started: float,
+) -> None:
+    try:
+        found = kube.list_configmaps(
+            AFFINITY_NAMESPACE, f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}", CALL_TIMEOUT_S
+        )
+    except KubeError as exc:
+        summary.listed = False
+        summary.errors = 1
+        _log.error("configmap list failed", extra={"error": str(exc)})
+        return
+    # The label, not the name or an entry's `pool` field, says which pool a ConfigMap holds.
+    pools = sorted(
+        ((cm.labels.get(POOL_KEY, ""), cm) for cm in found if cm.labels.get(POOL_KEY)),
+        key=lambda item: (item[0], item[1].name),
+    )
+    summary.pools = len(pools)
+    window = timedelta(seconds=settings.inflight_window_s)
+    snapshots = _Snapshots(kube, settings.inflight_window_s / 2, monotonic)
+    for index, (pool, configmap) in enumerate(pools):
+        if monotonic() - started > SWEEP_BUDGET_S:
+            left = len(pools) - index
+            summary.errors += left
+            _log.warning(
+                "sweep budget spent; pools left for the next sweep",
+                extra={"pools": left, "budgetS": SWEEP_BUDGET_S},
+            )
+            break
+        done = _sweep_pool(kube, settings, now, window, pool, configmap, snapshots, summary.dry_run)
+        summary.checked += done.checked
+        summary.marked += done.marked
+        summary.cleared += done.cleared
+        summary.released += done.released
+        summary.malformed += done.malformed
+        summary.errors += done.errors
+    summary.errors += len(snapshots.failed)
+
+
+def _sweep_pool(
+    kube: KubeApi,
+    settings: Settings,
+    now: datetime,
+    window: timedelta,
+    pool: str,
+    stored: ConfigMap,
+    snapshots: _Snapshots,
+    dry_run: bool,
+) -> _PoolResult:
+    """Judge one ConfigMap and write its changes in one guarded PUT, re-judging on conflict."""
+    grace = timedelta(seconds=settings.reaper_grace_s)
+    context = {"pool": pool, "configmap": stored.name}
+    changes: Changes | None = None
+    for _ in range(MAX_ATTEMPTS):
+        metrics.record_pool_size(pool, len(stored.data), data_bytes(stored.data))
+        pods = snapshots.fresh(needed_namespaces(stored.data, now, window))
+        annotation = stored.annotations.get(MALFORMED_SINCE_ANNOTATION)
+        changes = judge(stored.data, annotation, pods, now, grace, window)
+        if dry_run or not changes.changed:
+            return _finish(pool, stored.data, changes, written=not dry_run)
+        data, annotations = changes.apply(stored.data, stored.annotations)
+        update = ConfigMap(
+            name=stored.name,
+            namespace=stored.namespace,
+            data=data,
+            labels=stored.labels,
+            annotations=annotations,
+            resource_version=stored.resource_version,
+        )
+        try:
+            kube.replace_configmap(update, CALL_TIMEOUT_S)
+        except Conflict:
+            metrics.CONFLICTS_TOTAL.labels(pool=pool).inc()
+            _log.debug("conflict; judging the fresh entries again", extra=context)
+        except NotFound:
+            _log.info("configmap deleted during the sweep", extra=context)
+            return _PoolResult()
+        except KubeError as exc:
+            _log.warning("configmap update failed", extra={**context, "error": str(exc)})
+            return _PoolResult(checked=len(changes.outcomes), errors=1)
+        else:
+            metrics.record_pool_size(pool, len(data), data_bytes(data))
+            return _finish(pool, stored.data, changes, written=True)
+        try:
+            stored = kube.get_configmap(stored.namespace, stored.name, CALL_TIMEOUT_S)
+        except NotFound:
+            _log.info("configmap deleted during the sweep", extra=context)
+            return _PoolResult()
+        except KubeError as exc:
+            _log.warning("configmap read failed", extra={**context, "error": str(exc)})
+            return _PoolResult(checked=len(changes.outcomes), errors=1)
+    _log.warning("configmap not updated: too many conflicts", extra=context)
+    return _PoolResult(checked=len(changes.outcomes) if changes else 0, errors=1)
+
+
+def _finish(pool: str, data: Mapping[str, str], changes: Changes, *, written: bool) -> _PoolResult:
+    """Count and log a judgement that was written (or, on a dry run, would have been)."""
+    released = changes.count(Outcome.RELEASED, Outcome.MALFORMED_RELEASED)
+    if written and released:
+        metrics.RELEASES_TOTAL.labels(pool=pool).inc(released)
+    verb = "released" if written else "would release (dry run)"
+    for key, outcome in sorted(changes.outcomes.items()):
+        if outcome in (Outcome.MALFORMED, Outcome.MALFORMED_RELEASED):
+            _log.warning(
+                f"malformed entry {verb}" if outcome is Outcome.MALFORMED_RELEASED
+                else "malformed entry",
+                extra={"pool": pool, "key": key, "error": changes.reasons.get(key, "")},
+            )  # fmt: skip
+        elif outcome is Outcome.RELEASED:
+            _log.info(verb, extra={"pool": pool, "key": key, **_entry_context(data[key])})
+    return _PoolResult(
+        checked=len(changes.outcomes),
+        marked=changes.count(Outcome.MARKED),
+        cleared=changes.count(Outcome.CLEARED),
+        released=released,
+        malformed=changes.count(Outcome.MALFORMED, Outcome.MALFORMED_RELEASED),
+    )
+
+
+def _entry_context(value: str) -> dict[str, Any]:
+    try:
+        entry = decode(value)
+    except MalformedEntry:
+        return {}
+    return {
+        "namespace": entry.namespace,
+        "pod": entry.pod,
+        "slot": entry.slot,
+        "vmName": entry.vm_name,
+        "node": entry.node,
+    }
+
+
+# --- the CloudEvent that triggers it -------------------------------------------------------------
+
+
+class NotACloudEvent(ValueError):
+    """The POST is not a CloudEvents 1.0 event we accept; `reason` is one line for the 400."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What a reap CloudEvent asks for. `type` is logged, not checked (SPEC 8.1)."""
+
+    id: str
+    source: str
+    type: str
+    dry_run: bool
+
+
+def parse_event(headers: Mapping[str, str], body: bytes) -> Tick:
+    """A binary-mode (`ce-*` headers) or structured-mode CloudEvent; NotACloudEvent otherwise.
+
+    The required attributes are checked here, not by the cloudevents package: it makes up an
+    `id` when one is missing, and reports a binary event with one header missing as a
+    structured event without `specversion`.
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    content_type = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type == STRUCTURED_CONTENT_TYPE:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise NotACloudEvent("structured-mode body is not JSON") from None
+        if not isinstance(doc, dict):
+            raise NotACloudEvent("structured-mode body is not a JSON object")
+        missing = [a for a in CLOUDEVENT_ATTRIBUTES if not _non_empty_string(doc.get(a))]
+        # Structured mode wins over stray ce-* headers, as the CloudEvents HTTP binding says.
+        passed = {"content-type": lowered["content-type"]}
+    elif any(key.startswith("ce-") for key in lowered):
+        missing = [f"ce-{a}" for a in CLOUDEVENT_ATTRIBUTES if not lowered.get(f"ce-{a}")]
+        passed = lowered
+    else:
+        raise NotACloudEvent(f"no ce-* headers and content type is not {STRUCTURED_CONTENT_TYPE}")
+    if missing:
+        raise NotACloudEvent(f"missing {', '.join(missing)}")
+    try:
+        event = from_http(passed, body)
+    except CloudEventError as exc:
+        raise NotACloudEvent(" ".join(str(exc).split())[:200]) from None
+    return Tick(
+        id=str(event["id"]),
+        source=str(event["source"]),
+        type=str(event["type"]),
+        dry_run=_dry_run(event.data),
+    )
+
+
+def _non_empty_string(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _dry_run(data: Any) -> bool:
+    if data is None or (isinstance(data, str | bytes) and not data):
+        return False
+    if not isinstance(data, dict):
+        raise NotACloudEvent("data is not a JSON object")
+    flag = data.get("dryRun", False)
+    # Refused rather than guessed: a sweep that writes when the sender meant a dry run is worse.
+    if not isinstance(flag, bool):
+        raise NotACloudEvent("data.dryRun is not a boolean")
+    return flag
+
+
+# --- the reap target's HTTP ----------------------------------------------------------------------
+
+
+async def serve_reap(
+    request: Request,
+    kube: KubeApi,
+    settings: Settings,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Response:
+    """GET probes and metrics on any path; POST `/` with a CloudEvent runs one sweep."""
+
+    async def readiness() -> tuple[bool, str]:
+        return await api_readiness(kube)
+
+    probe = await serve_probes(request, readiness)
+    if probe is not None:
+        return probe
+    if request.url.path != "/":
+        return not_found()
+    if request.method != "POST":
+        return method_not_allowed()
+    try:
+        tick = parse_event(request.headers, await read_body(request))
+    except NotACloudEvent as exc:
+        return PlainTextResponse(f"not a CloudEvent: {exc.reason}", 400)
+    except BodyTooLarge:
+        return PlainTextResponse("not a CloudEvent: body larger than 10 MiB", 413)
+    except ClientDisconnect:
+        return PlainTextResponse("client disconnected", 400)
+    _log.info(
+        "sweep requested",
+        extra={"ceType": tick.type, "ceId": tick.id, "ceSource": tick.source,
+               "dryRun": tick.dry_run},
+    )  # fmt: skip
+    try:
+        # The sweep blocks on the API for seconds; the loop keeps answering probes meanwhile.
+        summary = await asyncio.to_thread(sweep, kube, settings, clock(), dry_run=tick.dry_run)
+    except Exception as exc:  # a bug still gets a one-line answer, and the Job retries
+        _log.exception("sweep crashed", extra={"ceId": tick.id})
+        line = " ".join(str(exc).split()) or type(exc).__name__
+        return Response(json.dumps({"error": line}), status_code=500, media_type="application/json")
+    status = 200 if summary.listed else 503
+    return Response(summary.encode(), status_code=status, media_type="application/json")

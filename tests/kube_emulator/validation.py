@@ -192,10 +192,10 @@ def validate_labels(labels: Any, path: str) -> list[Cause]:
         for e in qualified_name_errors(k):
             out.append(invalid(path, k, e))
         if not isinstance(v, str):
-            out.append(type_invalid(f"{path}[{k}]", v, "must be a string"))
+            out.append(type_invalid(path, v, "must be a string"))
             continue
         for e in label_value_errors(v):
-            out.append(invalid(f"{path}[{k}]", v, e))
+            out.append(invalid(path, v, e))
     return out
 
 

@@ -420,7 +420,9 @@ class Api:
         initial: list[Obj] = []
         with store.lock:
             epoch = store.epoch
-            if raw_rv in ("", "0"):
+            # sendInitialEvents (watch-list) starts with the current state whatever the version
+            send_initial = query.get("sendInitialEvents") == "true"
+            if raw_rv in ("", "0") or send_initial:
                 cursor, objs = store.scan(rt.group, rt.plural, t.namespace or None)
                 initial = [o for o in objs if matches(o)]
             else:
@@ -428,6 +430,7 @@ class Api:
                     cursor = int(raw_rv)
                 except ValueError:
                     raise errors.bad_request(f"invalid resource version: {raw_rv!r}") from None
+        bookmarks = query.get("allowWatchBookmarks") == "true"
 
         def event(etype: str, obj: Obj) -> bytes:
             return dumps({"type": etype, "object": self._encode(rt, obj)}) + b"\n"
@@ -436,6 +439,17 @@ class Api:
             nonlocal cursor
             for obj in initial:
                 yield event("ADDED", obj)
+            if send_initial and bookmarks:
+                # the end of the initial state, as client-go's watch-list waits for it
+                mark = {
+                    "kind": rt.kind,
+                    "apiVersion": rt.api_version,
+                    "metadata": {
+                        "resourceVersion": str(cursor),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    },
+                }
+                yield dumps({"type": "BOOKMARK", "object": mark}) + b"\n"
             deadline = time.monotonic() + timeout
             while True:
                 events = store.events_after(cursor)
@@ -1174,7 +1188,7 @@ class Api:
         graceful deletion waits for its kubelet (there is none); a namespace for its content."""
         meta = obj["metadata"]
         if rt.key == ("", "namespaces"):
-            return bool(self.store.namespaces_in_use(meta["name"]))
+            return bool(self.store.objects_in_namespace(meta["name"]))
         if rt.key != ("", "pods"):
             return False
         return (
@@ -1202,7 +1216,7 @@ class Api:
         # The namespace controller's work, done at once: delete the content (pods without a grace
         # period, there is no kubelet), leave what finalizers hold, drop the namespace when empty.
         name = meta["name"]
-        for group, resource, obj in self.store.namespaces_in_use(name):
+        for group, resource, obj in self.store.objects_in_namespace(name):
             child_rt = self.registry.by_resource(group, resource)
             if child_rt is None:
                 continue
@@ -1222,7 +1236,7 @@ class Api:
             or ns["metadata"].get("finalizers")
         ):
             return
-        if self.store.namespaces_in_use(name):
+        if self.store.objects_in_namespace(name):
             return
         try:
             self.store.delete("", "namespaces", clone(ns), ns["metadata"]["resourceVersion"])

@@ -26,6 +26,10 @@ Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped obje
 Precheck = Callable[["Store"], None]
 
 
+def _order(key: Key) -> str:
+    return f"{key[0]}/{key[1]}" if key[0] else key[1]
+
+
 def clone(obj: Any) -> Any:
     """Deep copy of JSON-shaped data (a JSON round trip beats copy.deepcopy on these trees)."""
     return json.loads(json.dumps(obj))
@@ -74,13 +78,14 @@ class Store:
     def scan(
         self, group: str, resource: str, namespace: str | None = None
     ) -> tuple[int, list[Obj]]:
-        """The current resourceVersion and the objects in key order (namespace, then name)."""
+        """The current resourceVersion and the objects in key order ("<namespace>/<name>")."""
         with self.lock:
             bucket = self._objects.get((group, resource), {})
-            keys = sorted(k for k in bucket if not namespace or k[0] == namespace)
+            # etcd order: by the key string "<namespace>/<name>" (continue tokens rely on it)
+            keys = sorted((k for k in bucket if not namespace or k[0] == namespace), key=_order)
             return self._rv, [bucket[k] for k in keys]
 
-    def namespaces_in_use(self, namespace: str) -> list[tuple[str, str, Obj]]:
+    def objects_in_namespace(self, namespace: str) -> list[tuple[str, str, Obj]]:
         """Every namespaced object in `namespace` as (group, resource, obj)."""
         with self.lock:
             out = []

@@ -39,5 +39,22 @@ pytest: $(STAMP)
 bench: $(STAMP) ## print admission throughput and latency figures
 	$(PY) bench/admission_bench.py
 
+.PHONY: reap
+REAP_KUBECONFIG ?= .sandbox/sandbox.kubeconfig
+
+reap: $(STAMP) ## one reaper sweep as the CronJob fires it: URL=<reap function>, else a local reap function on the sandbox (`make run`) or REAP_KUBECONFIG; DRY_RUN=1 writes nothing
+ifdef URL
+	$(PY) -m common.tick $(if $(DRY_RUN),--dry-run) $(URL)
+else
+	@test -f $(REAP_KUBECONFIG) || { echo "no $(REAP_KUBECONFIG): start the sandbox (make run), or pass URL=... or REAP_KUBECONFIG=..." >&2; exit 1; }
+	@port=$$($(PY) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	log=$(dir $(REAP_KUBECONFIG))reap.log; \
+	KUBECONFIG=$(REAP_KUBECONFIG) $(VENV)/bin/functions-framework --source functions/reap.py --target reap \
+		--host 127.0.0.1 --port $$port >$$log 2>&1 & pid=$$!; \
+	trap 'kill $$pid' EXIT; \
+	echo "reap function on 127.0.0.1:$$port (log: $$log)"; \
+	$(PY) -m common.tick --connect-retry 30 $(if $(DRY_RUN),--dry-run) http://127.0.0.1:$$port/
+endif
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

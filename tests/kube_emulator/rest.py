@@ -638,6 +638,12 @@ class Api:
                 rt.group, rt.kind, meta.get("name") or meta.get("generateName", ""), causes
             )
 
+    def _prune(self, rt: ResourceType, obj: Obj) -> None:
+        """Custom resources are pruned and defaulted as they are decoded, before admission sees
+        them; their validation errors count only after admission (in `_validate`)."""
+        if rt.custom and rt.schema is not None:
+            self._schema_check(rt, obj)
+
     def _schema_check(self, rt: ResourceType, obj: Obj) -> list[dict[str, Any]]:
         # apiVersion, kind and metadata are the API server's, never the schema's to prune
         keep = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
@@ -690,12 +696,14 @@ class Api:
             self._namespace_precheck(rt, ns, shown)(self.store)
         self._system_fields_for_create(rt, obj)
         self._defaults(rt, obj)
+        self._prune(rt, obj)
         admitted = self._admit("CREATE", rt, "", ns, meta.get("name") or "", obj, None, dry)
         if admitted is not None and admitted is not obj:
             obj = admitted
             obj.setdefault("metadata", {})
             self._defaults(rt, obj)
         meta = obj["metadata"]
+        self._generation(rt, obj, None)
         generated = not meta.get("name") and bool(meta.get("generateName"))
         for _attempt in range(WRITE_ATTEMPTS):
             if generated:
@@ -728,7 +736,6 @@ class Api:
             "generation",
         ):
             meta.pop(f, None)
-        self._generation(rt, obj, None)
         if rt.key in RESETS_STATUS_ON_CREATE or (rt.custom and rt.status):
             obj.pop("status", None)
         if rt.key == ("", "pods"):
@@ -861,14 +868,18 @@ class Api:
         meta.pop("managedFields", None)
         meta.pop("generation", None)
         meta["resourceVersion"] = cur_meta.get("resourceVersion")
+        if "generation" in cur_meta:
+            meta["generation"] = cur_meta["generation"]
         self._defaults(rt, new)
-        self._generation(rt, new, cur)
+        self._prune(rt, new)
         admitted = self._admit("UPDATE", rt, t.subresource, t.namespace, t.name, new, cur, dry)
         if admitted is not None and admitted is not new:
             new = admitted
             meta = new.setdefault("metadata", {})
             self._defaults(rt, new)
             meta["resourceVersion"] = cur_meta.get("resourceVersion")
+        # PrepareForUpdate runs after mutating admission: generation counts the final spec
+        self._generation(rt, new, cur)
         self._prepare_kind(rt, new, cur)
         self._validate(rt, new, cur)
         headers = self._warning_headers()

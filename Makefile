@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint format typecheck pytest bench clean
+.PHONY: help install run sandbox-check test lint format typecheck pytest bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -17,8 +17,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with its dev tools
 
-run: $(STAMP) ## start the local sandbox (emulated API server + webhooks over TLS)
+SANDBOX ?= 1
+
+run: $(STAMP) ## start the local sandbox (emulated API server + webhooks over TLS); SANDBOX=0: the server against KUBECONFIG
+ifeq ($(SANDBOX),0)
+	$(VENV)/bin/cocoon-webhook
+else
 	$(PY) -m tests.sandbox
+endif
+
+sandbox-check: $(STAMP) ## start the sandbox, admit a pod, deny a scale-down, print OK, stop
+	$(PY) -m tests.sandbox --check
 
 test: lint typecheck pytest ## ruff lint + format check, mypy --strict, pytest
 

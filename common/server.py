@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import re
@@ -37,9 +36,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from common import metrics, runtime
+from common import metrics, reaper, runtime
 from common.admission import Endpoint, Readiness, admit, method_not_allowed, not_found, serve_probes
-from common.config import Settings
+from common.config import SECOND, Settings, format_go_duration
 from common.kube import ClientKubeApi, KubeApi, KubeError
 from common.logs import ROOT_LOGGER, get_logger
 
@@ -229,22 +228,11 @@ async def metrics_app(scope: Scope, receive: Receive, send: Send) -> None:
 Sweep = Callable[[datetime], object]
 
 
-def reaper_sweep(kube: KubeApi, settings: Settings) -> Sweep | None:
-    """`common.reaper.sweep` bound to this process's client and settings.
-
-    Resolved at run time while common/reaper.py is being written; None (and a warning) until
-    it exists, so the server runs without sweeps rather than not at all.
-    """
-    try:
-        module: Any = importlib.import_module("common.reaper")
-    except ModuleNotFoundError as exc:
-        if exc.name != "common.reaper":
-            raise
-        _log.warning("reaper loop disabled: common.reaper is not installed")
-        return None
+def reaper_sweep(kube: KubeApi, settings: Settings) -> Sweep:
+    """One sweep with this process's client and settings; it logs and counts itself."""
 
     def sweep(now: datetime) -> object:
-        return module.sweep(kube, settings, now)
+        return reaper.sweep(kube, settings, now)
 
     return sweep
 
@@ -305,7 +293,9 @@ def bind(address: tuple[str, int], variable: str) -> socket.socket:
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise StartupError(f"listen on {variable} {shown}: {exc.strerror or exc}") from None
+        # create_server decorates strerror with the address; the errno's text is the reason.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"listen on {variable} {shown}: {reason}") from None
 
 
 def _address(sock: socket.socket) -> str:
@@ -389,7 +379,7 @@ def _io_threads() -> list[threading.Thread]:
     ]
 
 
-async def run(prepared: Prepared, reaper: ReaperLoop | None) -> int:
+async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
     """Serve until SIGTERM/SIGINT, then drain within SHUTDOWN_GRACE_S. Returns the exit code."""
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix=IO_THREAD_PREFIX)
@@ -418,8 +408,8 @@ async def run(prepared: Prepared, reaper: ReaperLoop | None) -> int:
         _log.info("stopping", extra={"signal": signal.Signals(signum).name, "inFlight": in_flight})
         for listener in listeners:
             listener.should_exit = True
-        if reaper is not None:
-            reaper.stop()
+        if reaper_loop is not None:
+            reaper_loop.stop()
         watchdogs.append(loop.create_task(force_at_deadline()))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -430,11 +420,13 @@ async def run(prepared: Prepared, reaper: ReaperLoop | None) -> int:
         extra={
             "webhookAddr": _address(prepared.webhook_socket),
             "metricsAddr": _address(prepared.metrics_socket),
-            "reaperInterval": prepared.settings.reaper_interval_s,
+            "reaperInterval": format_go_duration(
+                round(prepared.settings.reaper_interval_s * SECOND)
+            ),
         },
     )
-    if reaper is not None:
-        reaper.start()
+    if reaper_loop is not None:
+        reaper_loop.start()
 
     async def serve(listener: _Listener, sock: socket.socket) -> bool:
         try:
@@ -454,9 +446,9 @@ async def run(prepared: Prepared, reaper: ReaperLoop | None) -> int:
 
     stopping_since = stop_at[0] if stop_at else time.monotonic()
     deadline = stopping_since + SHUTDOWN_GRACE_S
-    if reaper is not None:
-        reaper.stop()
-        if not reaper.join(deadline - time.monotonic()):
+    if reaper_loop is not None:
+        reaper_loop.stop()
+        if not reaper_loop.join(deadline - time.monotonic()):
             _log.warning("reaper sweep still running at exit")
     # Idle workers leave at once; a busy one is a blocking API call that a review already gave
     # up on (mutate's deadline) and that finishes within its own timeout.
@@ -490,9 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         _log.critical(str(exc))
         return 1
-    sweep = reaper_sweep(prepared.kube, settings)
-    reaper = ReaperLoop(sweep, settings.reaper_interval_s) if sweep is not None else None
-    return asyncio.run(run(prepared, reaper))
+    reaper_loop = ReaperLoop(reaper_sweep(prepared.kube, settings), settings.reaper_interval_s)
+    return asyncio.run(run(prepared, reaper_loop))
 
 
 if __name__ == "__main__":

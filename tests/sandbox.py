@@ -188,6 +188,7 @@ class ServerProcess:
     output: list[str] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     echo: bool = False
+    _eof: bool = False
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
     @classmethod
@@ -201,6 +202,11 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        return cls.watch(process, echo=echo)
+
+    @classmethod
+    def watch(cls, process: subprocess.Popen[str], *, echo: bool = False) -> ServerProcess:
+        """Collect the log of a server started elsewhere (stdout piped, text mode)."""
         server = cls(process, echo=echo)
         threading.Thread(target=server._read, daemon=True).start()
         return server
@@ -218,7 +224,7 @@ class ServerProcess:
                         self.logs.append(entry)
                 self._changed.notify_all()
         with self._changed:
-            self.process.wait()
+            self._eof = True
             self._changed.notify_all()
 
     def wait_for_log(
@@ -231,8 +237,8 @@ class ServerProcess:
                 for entry in self.logs:
                     if predicate(entry):
                         return entry
-                if self.process.poll() is not None:
-                    raise ServerExited(self.process.returncode, self.logs, self.output)
+                if self._eof:  # every line is in: the process is gone or going
+                    raise ServerExited(self.process.wait(), self.logs, self.output)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"no matching log line in {timeout}s: {self.output[-5:]}")
@@ -447,7 +453,7 @@ def instructions(box: Sandbox) -> str:
     files = write_examples(box.directory)
     kubectl = f"{os.path.relpath(KUBECTL, Path.cwd())} --kubeconfig {box.kubeconfig}"
     columns = (
-        "NAME:.metadata.name,VM:.metadata.annotations.vm\\.cocoonstack\\.io/name,"
+        "custom-columns=NAME:.metadata.name,VM:.metadata.annotations.vm\\.cocoonstack\\.io/name,"
         "NODE:.spec.nodeName"
     )
     return "\n".join(
@@ -462,11 +468,11 @@ def instructions(box: Sandbox) -> str:
             "",
             "Try (the emulator runs no controllers: a Deployment makes no pods, so create them):",
             f"  {kubectl} apply --validate=false -f {files['deployment']}",
-            f"  {kubectl} create -f {files['pod']}      # twice: slots 0 and 1",
-            f"  {kubectl} get pods -o custom-columns={columns}",
+            f"  {kubectl} create --validate=false -f {files['pod']}    # twice: slots 0, 1",
+            f"  {kubectl} get pods -o '{columns}'",
             f"  {kubectl} -n cocoon-system get configmap cocoon-affinity-default -o yaml",
             f"  {kubectl} scale deployment demo --replicas=1        # denied",
-            f"  {kubectl} create -f {files['cocoonset']}      # denied: empty image",
+            f"  {kubectl} create --validate=false -f {files['cocoonset']}    # denied",
             f"  curl -s http://127.0.0.1:{box.metrics_port}/metrics | grep ^cocoon_webhook",
             f"  curl -s --cacert {box.pki.ca_file} https://127.0.0.1:{box.webhook_port}/readyz",
             "",
@@ -594,11 +600,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         started = time.monotonic()
         with sandbox(args.dir, preferred=(0, 0)) as box:
+            print(
+                f"  api {box.emulator.url} webhook https://127.0.0.1:{box.webhook_port} "
+                f"metrics http://127.0.0.1:{box.metrics_port}"
+            )
             try:
                 verified = check(box)
             except CheckFailed as exc:
                 print("\n".join(box.server.output[-20:]), file=sys.stderr)
                 print(f"FAILED: {exc}", file=sys.stderr)
+                return 1
+            if box.server.stop() != 0:
+                print("\n".join(box.server.output[-20:]), file=sys.stderr)
+                print("FAILED: the server did not exit 0 on SIGTERM", file=sys.stderr)
                 return 1
         for line in verified:
             print(f"  {line}")

@@ -1,0 +1,41 @@
+"""`make sandbox-check`: the whole local stack, end to end, through the emulator's admission chain.
+
+The API emulator calls the standalone server over HTTPS, verified against the sandbox CA, under
+the standalone install's own webhook configurations: a cocoon pod gets a VM name and a node, and
+scale-downs and an invalid CocoonSet are denied with the API server's message.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox import ROOT
+
+
+def test_sandbox_check_passes_and_cleans_up(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.sandbox", "--check", "--dir", str(tmp_path / "sandbox")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith("OK (")
+    assert any("vk-default-demo-0 on cocoon-" in line for line in lines)
+    assert any("vk-default-demo-1 on cocoon-" in line for line in lines)
+    assert sum("denied (cocoon-webhook: " in line for line in lines) == 3
+    assert elapsed < 30
+    # Everything it started is gone: the emulator and both server ports refuse connections.
+    ports = re.findall(r"127\.0\.0\.1:(\d+)", lines[0])
+    assert len(ports) == 3, lines[0]
+    for port in ports:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", int(port)), timeout=2).close()

@@ -104,7 +104,7 @@ class EmulatorProcess:
         """A fresh kubernetes.client.ApiClient configured from the emulator's kubeconfig."""
         from kubernetes import config
 
-        return config.new_client_from_config(config_file=self.kubeconfig)
+        return config.new_client_from_config(config_file=self.kubeconfig)  # type: ignore[no-untyped-call]
 
     # -- controls --------------------------------------------------------------------------------
 

@@ -133,6 +133,12 @@ def json_patch(doc: Any, ops: Any) -> Any:
         if not isinstance(op, dict) or not isinstance(op.get("op"), str):
             raise PatchFormatError('Unexpected kind: missing or invalid "op"')
         kind, path = op["op"], op.get("path")
+        if not isinstance(path, str):
+            raise PatchFormatError(f'operation "{kind}" needs a string "path"')
+        src = op.get("from")
+        if kind in ("move", "copy") and not isinstance(src, str):
+            raise PatchFormatError(f'operation "{kind}" needs a string "from"')
+        src = str(src)
         if kind in ("add", "replace", "test") and "value" not in op:
             raise PatchFormatError(f"missing value for {kind} operation")
         if kind == "add":
@@ -158,13 +164,12 @@ def json_patch(doc: Any, ops: Any) -> Any:
             else:
                 raise PatchError(f"replace operation does not apply: doc is missing path: {path}")
         elif kind == "move":
-            src = op.get("from")
-            if isinstance(src, str) and isinstance(path, str) and path.startswith(src + "/"):
+            if path.startswith(src + "/"):
                 raise PatchError("move operation can not move a value into one of its children")
             doc, value = _remove(doc, src)
             doc = _add(doc, path, value)
         elif kind == "copy":
-            doc = _add(doc, path, _copy(_get(doc, op.get("from"))))
+            doc = _add(doc, path, _copy(_get(doc, src)))
         elif kind == "test":
             if _get(doc, path) != op["value"]:
                 raise PatchError(f"testing value {path} failed: test failed")

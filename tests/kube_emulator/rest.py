@@ -646,7 +646,7 @@ class Api:
 
     def _schema_check(self, rt: ResourceType, obj: Obj) -> list[dict[str, Any]]:
         # apiVersion, kind and metadata are the API server's, never the schema's to prune
-        keep = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
+        keep: Obj = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
         causes = crd_schema.validate_and_prune(rt.schema or {}, obj)
         obj.update(keep)
         return causes
@@ -1111,10 +1111,10 @@ class Api:
         grace = 0
         if rt.key == ("", "pods"):
             spec, status = cur.get("spec") or {}, cur.get("status") or {}
-            grace = opts.get("gracePeriodSeconds")
-            if grace is None:
-                grace = spec.get("terminationGracePeriodSeconds", 30)
-            grace = int(grace)
+            wanted = opts.get("gracePeriodSeconds")
+            if wanted is None:
+                wanted = spec.get("terminationGracePeriodSeconds", 30)
+            grace = int(wanted)
             # CheckGracefulDelete: unscheduled pods and finished pods go at once
             if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
                 grace = 0

@@ -240,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(sock, ssl.SSLSocket):
             return False
         try:
-            return sock.recv(1, socket.MSG_PEEK) != b""
+            return bool(sock.recv(1, socket.MSG_PEEK) != b"")
         except OSError:
             return False
 

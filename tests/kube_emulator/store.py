@@ -22,6 +22,7 @@ from tests.kube_emulator import errors
 from tests.kube_emulator.resources import Registry
 
 Obj = dict[str, Any]
+Objs = list[Obj]
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 Precheck = Callable[["Store"], None]
 
@@ -44,6 +45,10 @@ class Event:
     type: str  # ADDED, MODIFIED, DELETED
     obj: Obj
     old: Obj | None
+
+
+Events = list[Event]
+Owned = list[tuple[str, str, Obj]]
 
 
 class Store:
@@ -75,9 +80,7 @@ class Store:
         with self.lock:
             return self._objects.get((group, resource), {}).get((namespace, name))
 
-    def scan(
-        self, group: str, resource: str, namespace: str | None = None
-    ) -> tuple[int, list[Obj]]:
+    def scan(self, group: str, resource: str, namespace: str | None = None) -> tuple[int, Objs]:
         """The current resourceVersion and the objects in key order ("<namespace>/<name>")."""
         with self.lock:
             bucket = self._objects.get((group, resource), {})
@@ -85,7 +88,7 @@ class Store:
             keys = sorted((k for k in bucket if not namespace or k[0] == namespace), key=_order)
             return self._rv, [bucket[k] for k in keys]
 
-    def objects_in_namespace(self, namespace: str) -> list[tuple[str, str, Obj]]:
+    def objects_in_namespace(self, namespace: str) -> Owned:
         """Every namespaced object in `namespace` as (group, resource, obj)."""
         with self.lock:
             out = []
@@ -172,7 +175,7 @@ class Store:
 
     # -- watch -----------------------------------------------------------------------------------
 
-    def events_after(self, rv: int) -> list[Event] | None:
+    def events_after(self, rv: int) -> Events | None:
         """Events newer than `rv`; None when `rv` is older than the log (the caller answers 410)."""
         with self.lock:
             if rv < self._first_rv - 1:

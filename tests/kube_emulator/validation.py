@@ -450,7 +450,7 @@ POD_UPDATE_MESSAGE = (
 
 
 def _mask_pod_spec(spec: Obj) -> Obj:
-    masked = json.loads(json.dumps(spec))
+    masked: Obj = json.loads(json.dumps(spec))
     for field in ("containers", "initContainers"):
         for c in masked.get(field) or []:
             c.pop("image", None)
@@ -593,7 +593,7 @@ def _validate_workload(obj: Obj, old: Obj | None, kind: str) -> list[Cause]:
     labels = (template.get("metadata") or {}).get("labels") or {}
     out += validate_labels(labels, "spec.template.metadata.labels")
     has_selector = isinstance(sel, dict) and (sel.get("matchLabels") or sel.get("matchExpressions"))
-    if has_selector and not _selector_matches(sel, labels):
+    if has_selector and isinstance(sel, dict) and not _selector_matches(sel, labels):
         out.append(
             invalid(
                 "spec.template.metadata.labels",

@@ -36,7 +36,14 @@ from common.admission import (
     serve_probes,
 )
 from common.config import Settings
-from common.decisions.reap import Changes, Outcome, Presence, judge, needed_namespaces
+from common.decisions.reap import (
+    Changes,
+    Outcome,
+    Presence,
+    judge,
+    needed_namespaces,
+    read_entries,
+)
 from common.health import api_readiness
 from common.kube import ConfigMap, Conflict, KubeApi, KubeError, NotFound
 from common.logs import get_logger
@@ -255,9 +262,10 @@ def _sweep_pool(
     changes: Changes | None = None
     for _ in range(MAX_ATTEMPTS):
         metrics.record_pool_size(pool, len(stored.data), data_bytes(stored.data))
-        pods = snapshots.fresh(needed_namespaces(stored.data, now, window))
+        entries = read_entries(stored.data)
+        pods = snapshots.fresh(needed_namespaces(entries, now, window))
         annotation = stored.annotations.get(MALFORMED_SINCE_ANNOTATION)
-        changes = judge(stored.data, annotation, pods, now, grace, window)
+        changes = judge(entries, annotation, pods, now, grace, window)
         if dry_run or not changes.changed:
             return _finish(pool, stored.data, changes, written=not dry_run)
         data, annotations = changes.apply(stored.data, stored.annotations)

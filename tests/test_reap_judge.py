@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from common.decisions.reap import (
     judge,
     needed_namespaces,
     parse_malformed_since,
+    read_entries,
 )
 from common.naming import MALFORMED_SINCE_ANNOTATION
 from common.pod import pods_from_json
@@ -44,6 +46,17 @@ def entry(
     )
 
 
+def judge_data(
+    data: dict[str, str],
+    annotation: str | None,
+    pods: Mapping[str, Presence | None],
+    now: datetime,
+    grace: timedelta,
+    window: timedelta,
+) -> Changes:
+    return judge(read_entries(data), annotation, pods, now, grace, window)
+
+
 PRESENT = Presence(names=frozenset({"demo-abcde"}))
 ABSENT = Presence(names=frozenset({"other"}), vm_names=frozenset({"vk-ns-other-0"}))
 BY_VM_NAME = Presence(names=frozenset({"renamed"}), vm_names=frozenset({"vk-ns-demo-0"}))
@@ -58,7 +71,7 @@ def judge_one(
     window: timedelta = WINDOW,
 ) -> Changes:
     pods = {} if presence is None else {"ns": presence}
-    return judge({KEY: encode(value)}, None, pods, now, grace, window)
+    return judge_data({KEY: encode(value)}, None, pods, now, grace, window)
 
 
 @pytest.mark.parametrize(
@@ -144,9 +157,9 @@ def test_marking_rewrites_only_missing_since_and_keeps_go_time_digits() -> None:
         '{"pool":"default","namespace":"ns","deployment":"demo","slot":0,"vmName":"vk-ns-demo-0",'
         '"pod":"demo-abcde","node":"cocoon-a","updatedAt":"2026-11-25T10:00:00.123456789Z"}'
     )
-    changes = judge({KEY: value}, None, {"ns": ABSENT}, NOW, GRACE, WINDOW)
+    changes = judge_data({KEY: value}, None, {"ns": ABSENT}, NOW, GRACE, WINDOW)
     assert changes.updates[KEY] == value[:-1] + ',"missingSince":"2026-11-25T12:00:00Z"}'
-    cleared = judge(changes.updates, None, {"ns": PRESENT}, NOW, GRACE, WINDOW)
+    cleared = judge_data(changes.updates, None, {"ns": PRESENT}, NOW, GRACE, WINDOW)
     assert cleared.updates[KEY] == value
 
 
@@ -173,7 +186,7 @@ def test_entries_are_judged_by_their_own_namespace() -> None:
         "c.demo.0": encode(entry(namespace="c", pod="p")),
     }
     pods = {"a": Presence(names=frozenset({"p"})), "b": Presence(), "c": None}
-    changes = judge(data, None, pods, NOW, GRACE, WINDOW)
+    changes = judge_data(data, None, pods, NOW, GRACE, WINDOW)
     assert changes.outcomes == {
         "a.demo.0": Outcome.PRESENT,
         "b.demo.0": Outcome.MARKED,
@@ -206,7 +219,7 @@ def marks(**since: timedelta) -> str:
 def test_malformed_value(
     annotation: str | None, outcome: Outcome, recorded: datetime | None
 ) -> None:
-    changes = judge({"x.y": BAD}, annotation, {}, NOW, GRACE, WINDOW)
+    changes = judge_data({"x.y": BAD}, annotation, {}, NOW, GRACE, WINDOW)
     assert changes.outcomes == {"x.y": outcome}
     assert changes.reasons == {"x.y": "not a JSON object"}
     expected = {} if recorded is None else {"x.y": recorded}
@@ -228,7 +241,7 @@ def test_malformed_value(
     ],
 )  # fmt: skip
 def test_malformed_rule_is_the_codec_rule(value: str, reason: str) -> None:
-    changes = judge({"k": value}, None, {"ns": ABSENT}, NOW, GRACE, WINDOW)
+    changes = judge_data({"k": value}, None, {"ns": ABSENT}, NOW, GRACE, WINDOW)
     assert changes.outcomes == {"k": Outcome.MALFORMED}
     assert changes.reasons == {"k": reason}
 
@@ -237,7 +250,7 @@ def test_healed_and_vanished_keys_leave_the_annotation() -> None:
     annotation = marks(healed_0=timedelta(minutes=1), gone_0=timedelta(minutes=1),
                        bad_0=timedelta(minutes=2))  # fmt: skip
     data = {"healed.0": encode(entry()), "bad.0": BAD}
-    changes = judge(data, annotation, {"ns": PRESENT}, NOW, GRACE, WINDOW)
+    changes = judge_data(data, annotation, {"ns": PRESENT}, NOW, GRACE, WINDOW)
     assert parse_malformed_since(changes.annotation) == {"bad.0": NOW - timedelta(minutes=2)}
     assert changes.annotation_changed
     new_data, annotations = changes.apply(data, {"keep": "me", MALFORMED_SINCE_ANNOTATION: "x"})
@@ -248,7 +261,7 @@ def test_healed_and_vanished_keys_leave_the_annotation() -> None:
 def test_annotation_dropped_when_nothing_is_malformed() -> None:
     annotation = marks(bad_0=GRACE)
     data = {"bad.0": BAD, "ok.0": encode(entry())}
-    changes = judge(data, annotation, {"ns": PRESENT}, NOW, GRACE, WINDOW)
+    changes = judge_data(data, annotation, {"ns": PRESENT}, NOW, GRACE, WINDOW)
     assert changes.annotation is None
     new_data, annotations = changes.apply(data, {MALFORMED_SINCE_ANNOTATION: annotation})
     assert new_data == {"ok.0": data["ok.0"]}
@@ -256,9 +269,11 @@ def test_annotation_dropped_when_nothing_is_malformed() -> None:
 
 
 def test_unchanged_marks_write_nothing() -> None:
-    first = judge({"bad.0": BAD}, None, {}, NOW, GRACE, WINDOW)
+    first = judge_data({"bad.0": BAD}, None, {}, NOW, GRACE, WINDOW)
     assert first.changed
-    later = judge({"bad.0": BAD}, first.annotation, {}, NOW + timedelta(minutes=1), GRACE, WINDOW)
+    later = judge_data(
+        {"bad.0": BAD}, first.annotation, {}, NOW + timedelta(minutes=1), GRACE, WINDOW
+    )
     assert later.annotation == first.annotation
     assert not later.changed
 
@@ -279,7 +294,7 @@ def test_needed_namespaces_skip_in_flight_and_malformed() -> None:
         "c": BAD,
         "d": encode(entry(namespace="old2", missing=timedelta(hours=1))),
     }
-    assert needed_namespaces(data, NOW, WINDOW) == {"old", "old2"}
+    assert needed_namespaces(read_entries(data), NOW, WINDOW) == {"old", "old2"}
 
 
 def test_apply_and_counts_over_a_mixed_configmap() -> None:
@@ -293,7 +308,7 @@ def test_apply_and_counts_over_a_mixed_configmap() -> None:
         "k.bad": BAD,
     }
     pods = {"ns": Presence(names=frozenset({"alive"}))}
-    changes = judge(data, None, pods, NOW, GRACE, WINDOW)
+    changes = judge_data(data, None, pods, NOW, GRACE, WINDOW)
     assert changes.count(Outcome.MARKED) == 1
     assert changes.count(Outcome.CLEARED) == 1
     assert changes.count(Outcome.RELEASED, Outcome.MALFORMED_RELEASED) == 1

@@ -105,31 +105,41 @@ class Changes:
         return new_data, new_annotations
 
 
-def needed_namespaces(data: Mapping[str, str], now: datetime, window: timedelta) -> set[str]:
+Entries = Mapping[str, Reservation | MalformedEntry]
+
+
+def read_entries(data: Mapping[str, str]) -> dict[str, Reservation | MalformedEntry]:
+    """Each value decoded once, or the reason it is malformed; what the functions below take."""
+    entries: dict[str, Reservation | MalformedEntry] = {}
+    for key, value in data.items():
+        try:
+            entries[key] = decode(value)
+        except MalformedEntry as err:
+            entries[key] = err
+    return entries
+
+
+def needed_namespaces(entries: Entries, now: datetime, window: timedelta) -> set[str]:
     """Namespaces whose pod snapshot `judge` will consult: those of entries outside the window.
 
     In-flight and malformed entries are judged without one, so their namespaces are not listed.
     """
-    needed: set[str] = set()
-    for value in data.values():
-        try:
-            entry = decode(value)
-        except MalformedEntry:
-            continue
-        if not entry.in_flight(now, window):
-            needed.add(entry.namespace)
-    return needed
+    return {
+        entry.namespace
+        for entry in entries.values()
+        if isinstance(entry, Reservation) and not entry.in_flight(now, window)
+    }
 
 
 def judge(
-    data: Mapping[str, str],
+    entries: Entries,
     malformed_since: str | None,
     pods: Mapping[str, Presence | None],
     now: datetime,
     grace: timedelta,
     window: timedelta,
 ) -> Changes:
-    """SPEC 8.2 step 3 for every entry of one ConfigMap.
+    """SPEC 8.2 step 3 for every entry of one ConfigMap (`read_entries` of its data).
 
     `malformed_since` is the ConfigMap's annotation text (or None); `pods` maps a namespace to its
     snapshot, None (or no key) when its LIST failed. `now` is the sweep's start, earlier than
@@ -141,11 +151,9 @@ def judge(
     reasons: dict[str, str] = {}
     still_malformed: dict[str, datetime] = {}
 
-    for key, value in data.items():
-        try:
-            entry = decode(value)
-        except MalformedEntry as err:
-            reasons[key] = err.reason
+    for key, entry in entries.items():
+        if isinstance(entry, MalformedEntry):
+            reasons[key] = entry.reason
             since = first_seen.get(key, now)
             if now - since >= grace:
                 outcomes[key] = Outcome.MALFORMED_RELEASED

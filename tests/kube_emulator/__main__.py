@@ -1,12 +1,14 @@
 """`python -m tests.kube_emulator --port 0 --kubeconfig PATH [--tls CERT KEY] [--seed NAME]
-[--service-address ns/name=host:port ...]`: serve until SIGTERM/SIGINT, print `READY <url>`."""
+[--service-address ns/name=host:port ...]`: print `READY <url>`, serve until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
+import threading
 from types import FrameType
 
 from tests.kube_emulator import seed, server
@@ -31,6 +33,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NS/NAME=HOST:PORT",
         help="where a webhook clientConfig.service is served (repeatable)",
     )
+    p.add_argument(
+        "--exit-with-stdin",
+        action="store_true",
+        help="exit when stdin reaches EOF (a launcher's pipe: no orphan when the parent dies)",
+    )
     args = p.parse_args(argv)
     services: dict[str, str] = {}
     for item in args.service_address:
@@ -42,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _exit_at_eof() -> None:
+    while sys.stdin.buffer.read(4096):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -49,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    if args.exit_with_stdin:
+        threading.Thread(target=_exit_at_eof, daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve(
             host=args.host,

@@ -55,6 +55,8 @@ class EmulatorProcess:
             kubeconfig,
             "--seed",
             seed,
+            # the child watches this pipe: if we die without stop(), it exits too
+            "--exit-with-stdin",
         ]
         if tls:
             cmd += ["--tls", tls[0], tls[1]]
@@ -67,7 +69,7 @@ class EmulatorProcess:
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=None,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             text=True,
         )
         line: list[str] = []
@@ -91,6 +93,8 @@ class EmulatorProcess:
         proc = self.process
         if proc is None or proc.poll() is not None:
             return
+        if proc.stdin is not None:
+            proc.stdin.close()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from common.admission import Endpoint
@@ -24,6 +25,7 @@ from common.pod import decode_pod
 from common.verdict import Decision, Verdict, allow, deny, warning
 
 PARENT_GET_TIMEOUT_S = 2.0
+RESERVE_WORKERS = 64
 
 _log = get_logger("endpoints")
 
@@ -98,6 +100,9 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
     store = AffinityStore(
         kube, timedelta(seconds=settings.inflight_window_s), clock=lambda: datetime.now(UTC)
     )
+    # Reservations block on the API and on their pool's batch; asyncio's default pool (a few
+    # threads on a small node) would queue a burst before it could even join a batch.
+    reservers = ThreadPoolExecutor(RESERVE_WORKERS, "reserve")
 
     async def decide(review: Review) -> Verdict:
         req = review.request
@@ -115,8 +120,11 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
         try:
             # The thread may outlive the deadline; a late write leaves a claim that expires
             # after the in-flight window and is reaped after the grace (SPEC 5.10).
+            reserving = asyncio.get_running_loop().run_in_executor(
+                reservers, store.reserve, intent, deadline, req.dry_run
+            )
             result = await asyncio.wait_for(
-                asyncio.to_thread(store.reserve, intent, deadline, req.dry_run),
+                reserving,
                 timeout=max(deadline - time.monotonic(), 0),
             )
         except TimeoutError:

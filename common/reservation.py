@@ -14,6 +14,7 @@ datetime. The kept text takes no part in equality.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -97,6 +98,9 @@ def encode(reservation: Reservation) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).translate(_GO_ESCAPES)
 
 
+# Every admission re-reads its pool's whole ConfigMap, whose values rarely change between
+# reads; decoding is pure and Reservation immutable, so each distinct value is parsed once.
+@functools.lru_cache(maxsize=1 << 15)
 def decode(text: str) -> Reservation:
     """Read a value written by us or the Go original; raise MalformedEntry otherwise.
 

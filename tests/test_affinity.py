@@ -139,7 +139,7 @@ def test_gives_up_after_bounded_conflicts(
     def bump() -> None:
         kube.configmaps[CM].resource_version += "0"
 
-    kube.script["replace_configmap"] = [bump] * 10
+    kube.script["replace_configmap"] = [bump] * (MAX_ATTEMPTS + 5)
     result = store.reserve(pod_intent(), clock.mono + 3, dry_run=False)
     assert result == Failed("conflicts")
     assert kube.calls.count("replace_configmap") == MAX_ATTEMPTS
@@ -236,3 +236,34 @@ def test_values_are_go_compatible_json(store: AffinityStore, kube: FakeKube, clo
         '"updatedAt":"2026-11-25T12:00:00Z"}'
     )
     assert json.loads(raw)["slot"] == 0
+
+
+def test_concurrent_admissions_share_one_write(kube: FakeKube) -> None:
+    store = AffinityStore(kube, WINDOW, clock=lambda: NOW)
+    import threading
+    import time as real_time
+
+    started = threading.Event()
+
+    def slow_first_read() -> None:
+        started.set()
+        real_time.sleep(0.2)  # the others queue up behind this batch meanwhile
+
+    kube.script["get_configmap"] = [slow_first_read]
+    results: list[Draft | Failed] = []
+
+    def admit() -> None:
+        results.append(store.reserve(pod_intent(), real_time.monotonic() + 3, dry_run=False))
+
+    first = threading.Thread(target=admit)
+    first.start()
+    started.wait(2)
+    others = [threading.Thread(target=admit) for _ in range(9)]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert sorted(reserved(r).slot for r in results) == list(range(10))
+    assert sorted(stored(kube)) == sorted(f"ns.demo.{slot}" for slot in range(10))
+    # The first admission wrote alone; the nine that queued behind it shared one write.
+    assert kube.calls.count("create_configmap") + kube.calls.count("replace_configmap") == 2

@@ -317,10 +317,11 @@ def _deployment_target(
         if not r.bare and r.namespace == ns and r.deployment == deployment
     }
 
+    # Computed once: a slot-by-slot scan of every row would make a full pool quadratic.
+    held_slots = {r.slot for r in ours.values() if held(r)}
+
     def slot_held(slot: int) -> bool:
-        if deployment_vm_name(ns, deployment, slot) in carried:
-            return True
-        if any(r.slot == slot and held(r) for r in ours.values()):
+        if slot in held_slots or deployment_vm_name(ns, deployment, slot) in carried:
             return True
         # A value of another identity under this slot's key (only a hand edit makes one) is
         # overwritten by a takeover, so it must not be a live or in-flight claim.

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
-from common import naming, reaper
+from common import naming, reaper, tick
 from common.config import Settings
 from common.kube import ConfigMap, KubeError, NotFound, Unreachable
 from common.reaper import NotACloudEvent, Summary, parse_event, serve_reap, sweep
@@ -521,3 +521,30 @@ def test_handler_serves_metrics(client: TestClient) -> None:
     reply = client.get("/metrics")
     assert reply.status_code == 200
     assert "cocoon_webhook_reaper_sweep_duration_seconds" in reply.text
+
+
+# --- the CronJob's sender ------------------------------------------------------------------------
+
+
+def test_tick_sends_the_cronjob_event() -> None:
+    request = tick.build_request("http://reaper/", "cocoon-reaper-123-abcde")
+    headers = {k.lower(): v for k, v in request.header_items()}
+    assert headers == {
+        "ce-specversion": "1.0",
+        "ce-id": "cocoon-reaper-123-abcde",
+        "ce-source": "/apis/batch/v1/namespaces/cocoon-system/cronjobs/cocoon-reaper",
+        "ce-type": "io.cocoonstack.webhook.reap",
+        "content-type": "application/json",
+    }
+    assert request.data == b"{}"
+    assert request.get_method() == "POST"
+    assert tick.build_request("http://reaper/", "x", dry_run=True).data == b'{"dryRun":true}'
+    # What the reap handler makes of it.
+    assert parse_event(headers, b"{}").type == "io.cocoonstack.webhook.reap"
+
+
+def test_tick_without_an_answer_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.loadgen import free_port
+
+    assert tick.main([f"http://127.0.0.1:{free_port()}/", "--timeout", "2"]) == 1
+    assert "reap tick to" in capsys.readouterr().err

@@ -63,13 +63,14 @@ def test_pod_status_is_ignored_on_create(core: client.CoreV1Api, ns: str) -> Non
 
 
 def test_pod_status_subresource(core: client.CoreV1Api, ns: str) -> None:
-    """/status writes status only; the main resource ignores status changes."""
+    """/status does not change spec; the main resource ignores status changes."""
     created = core.create_namespaced_pod(ns, pod("st"))
     created.status.phase = "Running"
-    created.metadata.labels = {"changed": "yes"}
+    created.spec.active_deadline_seconds = 60
     out = core.replace_namespaced_pod_status("st", ns, created)
     assert out.status.phase == "Running"
-    assert not (out.metadata.labels or {}).get("changed")
+    assert out.status.qos_class == "BestEffort"
+    assert out.spec.active_deadline_seconds is None
     out.status.phase = "Failed"
     again = core.replace_namespaced_pod("st", ns, out)
     assert again.status.phase == "Running"

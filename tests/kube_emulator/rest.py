@@ -842,12 +842,7 @@ class Api:
                 f"UID in object meta: {cur_meta.get('uid')}",
             )
         if t.subresource == "status":
-            status = new.get("status")
-            new = clone(cur)
-            if status is None:
-                new.pop("status", None)
-            else:
-                new["status"] = status
+            new = _status_update(rt, new, cur)
             meta = new["metadata"]
         elif rt.status or rt.key == ("", "namespaces"):
             if "status" in cur:
@@ -1332,6 +1327,48 @@ class Api:
         if resp.status != 201:
             raise RuntimeError(f"seed create {path} failed: {resp.status} {resp.body.decode()}")
         return json.loads(resp.body)  # type: ignore[no-any-return]
+
+
+# What a /status write takes from the stored object, per kind (the status strategies'
+# PrepareForUpdate); kinds not listed, custom resources among them, keep everything but status.
+STATUS_KEEPS_OLD: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "pods"): ("spec", "metadata.ownerReferences"),
+    ("", "nodes"): ("spec",),
+    ("", "namespaces"): ("spec",),
+    ("apps", "deployments"): ("spec", "metadata.labels"),
+    ("apps", "statefulsets"): ("spec", "metadata.labels"),
+    ("apps", "replicasets"): ("spec", "metadata.labels"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): ("spec",),
+}
+
+
+def _status_update(rt: ResourceType, new: Obj, cur: Obj) -> Obj:
+    keeps = None if rt.custom else STATUS_KEEPS_OLD.get(rt.key)
+    if keeps is None:
+        out = clone(cur)
+        if "status" in new:
+            out["status"] = new["status"]
+        else:
+            out.pop("status", None)
+        return out
+    for path in keeps:
+        *parents, leaf = path.split(".")
+        src: Any = cur
+        dst: Any = new
+        for part in parents:
+            src = (src or {}).get(part)
+            dst = dst.setdefault(part, {})
+        if isinstance(src, dict) and leaf in src:
+            dst[leaf] = clone(src[leaf])
+        else:
+            dst.pop(leaf, None)
+    if rt.key == ("", "pods"):
+        # the QoS class is fixed at creation; old kubelets dropped it (backfilled upstream too)
+        status = new.setdefault("status", {})
+        old_qos = (cur.get("status") or {}).get("qosClass")
+        if isinstance(status, dict) and not status.get("qosClass") and old_qos:
+            status["qosClass"] = old_qos
+    return new
 
 
 def _check_replicas(name: str, scale: Obj) -> None:

@@ -278,6 +278,12 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         finally:
             wrapped.close()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that hangs up mid-answer is normal traffic, not worth a traceback
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
     def shutdown_request(self, request: Any) -> None:
         with contextlib.suppress(OSError):
             request.shutdown(socket.SHUT_WR)

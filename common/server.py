@@ -39,6 +39,7 @@ from starlette.types import Receive, Scope, Send
 from common import metrics, reaper, runtime
 from common.admission import Endpoint, Readiness, admit, method_not_allowed, not_found, serve_probes
 from common.config import SECOND, Settings, format_go_duration
+from common.health import api_readiness
 from common.kube import ClientKubeApi, KubeApi, KubeError
 from common.logs import ROOT_LOGGER, get_logger
 
@@ -54,6 +55,8 @@ KEEP_ALIVE_S = 120
 # Blocking Kubernetes calls run in this pool (asyncio.to_thread). asyncio's default, CPUs + 4,
 # would queue concurrent admissions behind each other on a pod limited to half a CPU.
 IO_THREADS = 32
+# After the last in-flight request, how long connections may take to flush and close.
+CLOSE_LINGER_S = 0.5
 IO_THREAD_PREFIX = "cocoon-io"
 
 ADMISSION_PATHS = {"/mutate": "mutate", "/validate": "validate",
@@ -285,17 +288,29 @@ def bind(address: tuple[str, int], variable: str) -> socket.socket:
     host, port = address
     try:
         if not host and socket.has_dualstack_ipv6():
-            return socket.create_server(
-                ("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=2048
-            )
-        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                    flags=socket.AI_PASSIVE)[0][0]  # fmt: skip
-        return socket.create_server((host, port), family=family, backlog=2048)
+            family, bind_host = socket.AF_INET6, "::"
+        else:
+            found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)  # fmt: skip
+            family, bind_host = found[0][0], str(found[0][4][0])
+        # The protocol is named, not left 0 as socket.create_server leaves it: asyncio sets
+        # TCP_NODELAY only on connections whose socket says TCP, and without it every reply
+        # sent as two writes waits ~40 ms for the client's delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((bind_host, port))
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
     except OSError as exc:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        # create_server decorates strerror with the address; the errno's text is the reason.
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        reason = exc.strerror or str(exc)
         raise StartupError(f"listen on {variable} {shown}: {reason}") from None
+    return sock
 
 
 def _address(sock: socket.socket) -> str:
@@ -384,15 +399,33 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix=IO_THREAD_PREFIX)
     loop.set_default_executor(executor)
-    readiness = prepared.endpoints["/mutate"].readiness
+
+    async def readiness() -> tuple[bool, str]:
+        return await api_readiness(prepared.kube)
+
     webhook = _listener(AdmissionApp(prepared.endpoints, readiness), prepared.tls.context)
     metrics_listener = _listener(metrics_app, None)
     listeners = (webhook, metrics_listener)
     stop_at: list[float] = []
     watchdogs: list[asyncio.Task[None]] = []
 
-    async def force_at_deadline() -> None:
-        await asyncio.sleep(SHUTDOWN_GRACE_S)
+    async def drain(since: float) -> None:
+        """End the listeners' wait once no request is in flight, or at the deadline.
+
+        uvicorn waits for every connection to close, and asyncio closes a TLS connection only
+        after the peer answers its close_notify (or after 30 s): an idle keep-alive client
+        that never reads would hold the exit until the deadline. Once the last request is
+        done, connections get CLOSE_LINGER_S to flush and go.
+        """
+        idle_since: float | None = None
+        while (now := time.monotonic()) < since + SHUTDOWN_GRACE_S:
+            if any(listener.server_state.tasks for listener in listeners):
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            elif now - idle_since >= CLOSE_LINGER_S:
+                break
+            await asyncio.sleep(0.05)
         for listener in listeners:
             listener.force_exit = True
 
@@ -410,7 +443,7 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
             listener.should_exit = True
         if reaper_loop is not None:
             reaper_loop.stop()
-        watchdogs.append(loop.create_task(force_at_deadline()))
+        watchdogs.append(loop.create_task(drain(stop_at[0])))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)

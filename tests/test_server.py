@@ -236,6 +236,22 @@ def test_metrics_port_serves_only_metrics(server: Server) -> None:
         assert server.http_metrics("GET", path)[0::2] == (404, NOT_FOUND.encode())
 
 
+def test_replies_do_not_wait_for_delayed_acks(server: Server) -> None:
+    """Small replies leave at once (TCP_NODELAY): each would otherwise stall ~40 ms on Linux."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", server.port, context=server.tls_context(), timeout=10
+    )
+    connection.request("GET", "/healthz")
+    connection.getresponse().read()
+    started = time.monotonic()
+    for _ in range(20):
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().read() == b"ok"
+    elapsed = time.monotonic() - started
+    connection.close()
+    assert elapsed < 0.4, f"20 keep-alive requests took {elapsed:.3f}s"
+
+
 def test_tls_port_does_not_speak_plain_http(server: Server) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
@@ -399,6 +415,12 @@ def test_sigterm_lets_in_flight_reviews_finish_then_exits_zero(
         def call(index: int) -> None:
             replies.append(live.https("POST", "/mutate", pod_review(f"uid-{index}"), timeout=20))
 
+        # An idle keep-alive connection, as the API server keeps: it must not hold up the exit.
+        idle = http.client.HTTPSConnection(
+            "127.0.0.1", live.port, context=live.tls_context(), timeout=10
+        )
+        idle.request("GET", "/healthz")
+        assert idle.getresponse().read() == b"ok"
         callers = [threading.Thread(target=call, args=(i,)) for i in range(4)]
         for caller in callers:
             caller.start()
@@ -418,8 +440,11 @@ def test_sigterm_lets_in_flight_reviews_finish_then_exits_zero(
         for caller in callers:
             caller.join(5)
 
+        idle.close()
+
     assert code == 0
-    assert elapsed < SHUTDOWN_GRACE_S
+    # The reviews needed about 1 s more after the signal; nothing waited for the idle connection.
+    assert elapsed < 5, elapsed
     assert len(replies) == 4
     vm_names = set()
     for reply in replies:

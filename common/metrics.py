@@ -6,9 +6,11 @@ registry so `process_*`/`python_*` series come along for free.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -71,9 +73,19 @@ _size_lock = threading.Lock()
 _log = logging.getLogger("cocoon_webhook.metrics")
 
 
+@functools.cache
+def _admission_children(handler: str, decision: Decision) -> tuple[Any, Any]:
+    # Resolving label children costs more than the increment itself on this hot path.
+    return (
+        ADMISSION_TOTAL.labels(handler=handler, decision=decision.value),
+        ADMISSION_DURATION.labels(handler=handler),
+    )
+
+
 def record_admission(handler: str, decision: Decision, elapsed_s: float) -> None:
-    ADMISSION_TOTAL.labels(handler=handler, decision=decision.value).inc()
-    ADMISSION_DURATION.labels(handler=handler).observe(elapsed_s)
+    total, duration = _admission_children(handler, decision)
+    total.inc()
+    duration.observe(elapsed_s)
 
 
 def record_pool_size(pool: str, entries: int, data_bytes: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import json
 import select
 import socket
@@ -98,6 +99,26 @@ def _plain(status: int, text: str) -> Response:
     return Response(status, (text + "\n").encode(), "text/plain; charset=utf-8")
 
 
+class Headers(dict[str, str]):
+    """Request headers by lower-cased name; `get` ignores case like email.message.Message."""
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+MAX_HEADERS = 100
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -107,6 +128,50 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def parse_request(self) -> bool:
+        """BaseHTTPRequestHandler.parse_request without the email package: the stdlib parses
+        headers with email.feedparser, which costs more than serving a GET from the store."""
+        self.command = ""
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            self.send_error(400, f"Bad request syntax ({self.requestline!r})")
+            return False
+        command, path, version = words
+        if version not in ("HTTP/1.1", "HTTP/1.0"):
+            self.send_error(505, f"Invalid HTTP version ({version})")
+            return False
+        self.command, self.path, self.request_version = command, path, version
+        if path.startswith("//"):
+            self.path = "/" + path.lstrip("/")
+        headers = Headers()
+        while True:
+            line = self.rfile.readline(65537)
+            if len(line) > 65536:
+                self.send_error(431, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = line.decode("iso-8859-1").partition(":")
+            if not sep or not name.strip():
+                self.send_error(400, "Bad header line")
+                return False
+            key, value = name.strip().lower(), value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+            if len(headers) > MAX_HEADERS:
+                self.send_error(431, "Too many headers")
+                return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        self.close_connection = version != "HTTP/1.1" and connection != "keep-alive"
+        if connection == "close":
+            self.close_connection = True
+        if headers.get("expect", "").lower() == "100-continue" and version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
 
     def do_GET(self) -> None:
         self._serve()
@@ -188,7 +253,7 @@ class Handler(BaseHTTPRequestHandler):
                 emulator.controls.record(method, path, query, fault.status)
                 self._send(error_response(err))
                 return
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers = dict(self.headers.items())
         req = Request(method, path, query, headers, body)
         resp = emulator.api.handle(req, alive=self._alive)
         emulator.controls.record(method, path, query, resp.status)
@@ -201,7 +266,7 @@ class Handler(BaseHTTPRequestHandler):
         reason = self.responses.get(resp.status, ("",))[0]
         lines = [
             f"HTTP/1.1 {resp.status} {reason}",
-            f"Date: {self.date_time_string()}",
+            f"Date: {_http_date()}",
             f"Content-Type: {resp.content_type}",
             framing,
             "Cache-Control: no-cache, private",

@@ -287,10 +287,11 @@ def bind(address: tuple[str, int], variable: str) -> socket.socket:
     """A listening socket for `host:port`; an empty host means every interface, as in Go."""
     host, port = address
     try:
-        if not host and socket.has_dualstack_ipv6():
-            family, bind_host = socket.AF_INET6, "::"
+        if not host:
+            dual = socket.has_dualstack_ipv6()
+            family, bind_host = (socket.AF_INET6, "::") if dual else (socket.AF_INET, "0.0.0.0")
         else:
-            found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                        flags=socket.AI_PASSIVE)  # fmt: skip
             family, bind_host = found[0][0], str(found[0][4][0])
         # The protocol is named, not left 0 as socket.create_server leaves it: asyncio sets

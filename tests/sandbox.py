@@ -24,7 +24,6 @@ import datetime
 import ipaddress
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -354,8 +353,8 @@ def sandbox(
     preferred: tuple[int, int] = (WEBHOOK_PORT, METRICS_PORT),
 ) -> Iterator[Sandbox]:
     """Emulator, certificates, server and webhook registrations; all stopped on exit."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    # Every file is overwritten, nothing else removed: --dir may name a directory in use.
+    directory.mkdir(parents=True, exist_ok=True)
     emulator = EmulatorProcess.start(directory, seed="sandbox", name="sandbox")
     server: ServerProcess | None = None
     try:

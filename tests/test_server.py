@@ -570,21 +570,22 @@ def test_reaper_loop_sweeps_at_start_then_every_interval_never_overlapping() -> 
         assert active.acquire(blocking=False), "sweeps overlapped"
         started = time.monotonic()
         # The second sweep outlasts two intervals: the ticks it covers are skipped, not queued.
-        time.sleep(0.25 if len(spans) == 1 else 0.01)
+        time.sleep(0.5 if len(spans) == 1 else 0.01)
         spans.append((started, time.monotonic()))
         active.release()
 
-    loop = ReaperLoop(sweep, 0.1)
+    loop = ReaperLoop(sweep, 0.2)
     begun = time.monotonic()
     loop.start()
-    time.sleep(0.62)
+    time.sleep(1.1)
     loop.stop()
     assert loop.join(2)
     starts = [start - begun for start, _ in spans]
-    assert starts[0] < 0.05, "first sweep at start"
-    assert 0.08 < starts[1] < 0.15
-    # The second ran 0.10-0.35: ticks 0.2 and 0.3 fall inside it; the next starts at 0.4.
-    assert 0.38 < starts[2] < 0.47, starts
+    assert starts[0] < 0.1, "first sweep at start"
+    assert 0.18 < starts[1] < 0.3, starts
+    # The second ran from 0.2 to 0.7: ticks 0.4 and 0.6 fall inside it; the next is at 0.8.
+    assert 0.78 < starts[2] < 0.95, starts
+    assert 0.98 < starts[3] < 1.1, starts
     assert all(end <= later for (_, end), (later, _) in itertools.pairwise(spans))
 
 

@@ -102,7 +102,7 @@ def _plain(status: int, text: str) -> Response:
 class Headers(dict[str, str]):
     """Request headers by lower-cased name; `get` ignores case like email.message.Message."""
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
@@ -135,7 +135,8 @@ class Handler(BaseHTTPRequestHandler):
         self.command = ""
         self.request_version = self.default_request_version
         self.close_connection = True
-        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        raw: bytes = self.raw_requestline  # type: ignore[attr-defined]  # set by handle_one_request
+        self.requestline = str(raw, "iso-8859-1").rstrip("\r\n")
         words = self.requestline.split()
         if len(words) != 3 or not words[2].startswith("HTTP/"):
             self.send_error(400, f"Bad request syntax ({self.requestline!r})")

@@ -4,7 +4,8 @@ Performance matters more than anything else here, because every test talks to th
 one thread per connection (`ThreadingHTTPServer`), HTTP/1.1 keep-alive with a Content-Length
 on every answer, `disable_nagle_algorithm` (small answers would otherwise wait ~40 ms for the
 client's delayed ACK), request bodies always read in full (an unread body would be taken for
-the next request on the connection), no per-request logging. TLS handshakes happen in the
+the next request on the connection), request headers parsed without the email package,
+no per-request logging. TLS handshakes happen in the
 connection's thread, never in the accept loop. Watches stream with chunked encoding.
 """
 

@@ -55,12 +55,15 @@ KEEP_ALIVE_S = 120
 # Blocking Kubernetes calls run in this pool (asyncio.to_thread). asyncio's default, CPUs + 4,
 # would queue concurrent admissions behind each other on a pod limited to half a CPU.
 IO_THREADS = 32
+IO_THREAD_PREFIX = "cocoon-io"
 # After the last in-flight request, how long connections may take to flush and close.
 CLOSE_LINGER_S = 0.5
-IO_THREAD_PREFIX = "cocoon-io"
 
-ADMISSION_PATHS = {"/mutate": "mutate", "/validate": "validate",
-                   "/validate-cocoonset": "validate_cocoonset"}  # fmt: skip
+ADMISSION_PATHS = {
+    "/mutate": "mutate",
+    "/validate": "validate",
+    "/validate-cocoonset": "validate_cocoonset",
+}
 
 _CERT_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----")
 _KEY_PEM = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
@@ -87,8 +90,10 @@ def _ssl_reason(exc: Exception) -> str:
 
 def load_pair(cert: str, key: str) -> ssl.SSLContext:
     """A server context for the PEM pair, TLS 1.2 at least; StartupError says what is wrong."""
-    for name, path, marker, what in (("TLS_CERT", cert, _CERT_PEM, "certificate"),
-                                     ("TLS_KEY", key, _KEY_PEM, "private key")):  # fmt: skip
+    for name, path, marker, what in (
+        ("TLS_CERT", cert, _CERT_PEM, "certificate"),
+        ("TLS_KEY", key, _KEY_PEM, "private key"),
+    ):
         try:
             with open(path, "rb") as file:
                 data = file.read()
@@ -291,8 +296,7 @@ def bind(address: tuple[str, int], variable: str) -> socket.socket:
             dual = socket.has_dualstack_ipv6()
             family, bind_host = (socket.AF_INET6, "::") if dual else (socket.AF_INET, "0.0.0.0")
         else:
-            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                       flags=socket.AI_PASSIVE)  # fmt: skip
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             family, bind_host = found[0][0], str(found[0][4][0])
         # The protocol is named, not left 0 as socket.create_server leaves it: asyncio sets
         # TCP_NODELAY only on connections whose socket says TCP, and without it every reply
@@ -506,8 +510,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Serve the cocoon admission webhooks over TLS, /metrics, and the reaper loop "
         "(configured by environment variables; see the README).",
     )
-    parser.add_argument("command", nargs="?", choices=["serve"], default="serve",
-                        help="what to do (the only command, and the default)")  # fmt: skip
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve"],
+        default="serve",
+        help="what to do (the only command, and the default)",
+    )
     parser.parse_args(argv)
     settings = runtime.settings()  # exits 1 with one line naming a bad variable
     _route_library_logs(settings.log_level)

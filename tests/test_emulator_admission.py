@@ -8,8 +8,6 @@ is a dict-backed fake with the two methods the chain uses.
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import socket
 import ssl
@@ -19,14 +17,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.kube_emulator.admission import (
     AdmissionChain,
@@ -37,6 +30,7 @@ from tests.kube_emulator.admission import (
     _Selector,
     apply_json_patch,
 )
+from tests.pki import issue, make_ca
 
 ADMREG = "admissionregistration.k8s.io"
 SERVICE_DNS = "hooks.webhooks.svc"
@@ -59,78 +53,8 @@ EXCLUDED = {
 # --- certificates ------------------------------------------------------------------------------
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _make_ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _make_leaf(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    sans = x509.SubjectAlternativeName(
-        [
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.DNSName("localhost"),
-            x509.DNSName(SERVICE_DNS),
-        ]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("webhook"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(sans, critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _pem_b64(cert: x509.Certificate) -> str:
-    return base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode()
+def _pem_b64(pem: bytes) -> str:
+    return base64.b64encode(pem).decode()
 
 
 # --- the webhook server ------------------------------------------------------------------------
@@ -252,24 +176,15 @@ class FakeStore:
 
 @pytest.fixture(scope="module")
 def pki() -> Iterator[dict[str, str]]:
-    ca_key, ca_cert = _make_ca("test-ca")
-    _, other_ca = _make_ca("other-ca")
-    leaf_key, leaf_cert = _make_leaf(ca_key, ca_cert)
+    ca = make_ca("test-ca")
+    leaf = issue(ca, "webhook", dns=("localhost", SERVICE_DNS))
     with tempfile.TemporaryDirectory() as tmp:
-        certfile, keyfile = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
-        certfile.write_bytes(leaf_cert.public_bytes(serialization.Encoding.PEM))
-        keyfile.write_bytes(
-            leaf_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        certfile, keyfile = leaf.write(tmp)
         yield {
-            "ca": _pem_b64(ca_cert),
-            "other_ca": _pem_b64(other_ca),
-            "cert": str(certfile),
-            "key": str(keyfile),
+            "ca": _pem_b64(ca.cert_pem),
+            "other_ca": _pem_b64(make_ca("other-ca").cert_pem),
+            "cert": certfile,
+            "key": keyfile,
         }
 
 

@@ -49,8 +49,14 @@ _GO_ESCAPES: Final = {
 }
 
 
+# Printable ASCII with nothing to escape quotes as itself: the common case, kept cheap.
+_PLAIN_ASCII = re.compile(r'[ !#-\[\]-~]*')
+
+
 def go_quote(s: str) -> str:
     """Quote `s` exactly as Go's `%q` (strconv.Quote) would, for any string JSON can carry."""
+    if _PLAIN_ASCII.fullmatch(s):
+        return f'"{s}"'
     out = ['"']
     for raw in s:
         # Python's json keeps a lone surrogate escape; Go's encoding/json has already turned it

@@ -50,7 +50,7 @@ _GO_ESCAPES: Final = {
 
 
 # Printable ASCII with nothing to escape quotes as itself: the common case, kept cheap.
-_PLAIN_ASCII = re.compile(r'[ !#-\[\]-~]*')
+_PLAIN_ASCII = re.compile(r"[ !#-\[\]-~]*")
 
 
 def go_quote(s: str) -> str:

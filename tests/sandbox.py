@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import signal
@@ -37,12 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.kube_emulator.launcher import EmulatorProcess
+from tests.pki import KeyPair, issue, make_ca
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_DIR = ROOT / ".sandbox"
@@ -56,23 +51,12 @@ VM_NAME = "vm.cocoonstack.io/name"
 # --- certificates -----------------------------------------------------------------------------
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 @dataclass
 class Pki:
     """A throwaway CA and one serving certificate for 127.0.0.1 and localhost, as files."""
 
     directory: Path
-    ca_key: ec.EllipticCurvePrivateKey
-    ca_cert: x509.Certificate
+    ca: KeyPair
     serial: int = 0
 
     @property
@@ -90,62 +74,15 @@ class Pki:
     @classmethod
     def create(cls, directory: Path) -> Pki:
         directory.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("cocoon-webhook sandbox CA"))
-            .issuer_name(_name("cocoon-webhook sandbox CA"))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256())
-        )
-        pki = cls(directory, key, cert)
-        pki.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        pki = cls(directory, make_ca("cocoon-webhook sandbox CA", days=7))
+        pki.ca_file.write_bytes(pki.ca.cert_pem)
         pki.issue()
         return pki
 
     def leaf(self) -> tuple[bytes, bytes, int]:
         """A new serving pair (PEM cert, PEM key) and its serial, signed by the CA."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        serial = x509.random_serial_number()
-        sans = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("cocoon-webhook"))
-            .issuer_name(self.ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(serial)
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()), False
-            )
-            .sign(self.ca_key, hashes.SHA256())
-        )
-        return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key), serial
+        pair = issue(self.ca, "cocoon-webhook", days=7)
+        return pair.cert_pem, pair.key_pem, pair.cert.serial_number
 
     def issue(self) -> int:
         """Write a new serving pair over tls.crt/tls.key, each file replaced atomically."""

@@ -1,0 +1,120 @@
+"""End to end through the emulator's admission chain, with production's webhook configurations
+(built from knative/standalone) pointing at the standalone server over verified TLS.
+
+What only this layer can show: pods created through the API with `generateName` are stored with
+their VM names and nodes, and the namespace exclusions keep the system namespaces working even
+when the webhook is down (no self-lockout, SPEC 12.3 / B11).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from tests.sandbox import Sandbox, demo_deployment, demo_pod, sandbox
+
+VM_NAME = "vm.cocoonstack.io/name"
+SYSTEM_NAMESPACES = ("kube-system", "cocoon-system", "kube-public", "knative-serving")
+
+
+def admissions(box: Sandbox, handler: str) -> float:
+    url = f"http://127.0.0.1:{box.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    prefix = 'cocoon_webhook_admission_total{decision="'
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix) and f'handler="{handler}"' in line
+    )
+
+
+def pod_in(namespace: str) -> dict[str, Any]:
+    pod = copy.deepcopy(demo_pod())
+    pod["metadata"]["namespace"] = namespace
+    return pod
+
+
+def ensure_namespaces(core: Any) -> None:
+    existing = {ns.metadata.name for ns in core.list_namespace().items}
+    for name in SYSTEM_NAMESPACES:
+        if name not in existing:
+            core.create_namespace({"metadata": {"name": name}})
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with sandbox(tmp_path_factory.mktemp("e2e"), preferred=(0, 0)) as running:
+        yield running
+
+
+@pytest.fixture
+def core(box: Sandbox) -> Any:
+    api = kubernetes.client.CoreV1Api(box.emulator.api_client())
+    ensure_namespaces(api)
+    return api
+
+
+def test_generate_name_pods_are_stored_with_vm_names_and_nodes(core: Any) -> None:
+    created = [core.create_namespaced_pod("default", pod_in("default")) for _ in range(3)]
+    stored = [core.read_namespaced_pod(p.metadata.name, "default") for p in created]
+    assert all(p.metadata.name.startswith("demo-5d8c7b9f6-") for p in stored)
+    assert len({p.metadata.name for p in stored}) == 3
+    vm_names = sorted(p.metadata.annotations[VM_NAME] for p in stored)
+    assert vm_names[:3] == ["vk-default-demo-0", "vk-default-demo-1", "vk-default-demo-2"]
+    assert {p.spec.node_name for p in stored} <= {"cocoon-a", "cocoon-b"}
+    assert all(p.spec.node_name for p in stored)
+
+
+@pytest.mark.parametrize("namespace", SYSTEM_NAMESPACES)
+def test_system_namespaces_are_never_sent_to_the_webhook(
+    box: Sandbox, core: Any, namespace: str
+) -> None:
+    before = admissions(box, "mutate")
+    pod = core.create_namespaced_pod(namespace, pod_in(namespace))
+    assert VM_NAME not in (pod.metadata.annotations or {})
+    assert not pod.spec.node_name
+    assert admissions(box, "mutate") == before
+
+
+def test_other_namespaces_are(box: Sandbox, core: Any) -> None:
+    core.create_namespace({"metadata": {"name": "team-a"}})
+    before = admissions(box, "mutate")
+    pod = core.create_namespaced_pod("team-a", pod_in("team-a"))
+    assert pod.metadata.annotations[VM_NAME] == "vk-team-a-demo-0"
+    assert admissions(box, "mutate") == before + 1
+
+
+def test_webhook_down_locks_out_no_system_namespace(tmp_path: Path) -> None:
+    with sandbox(tmp_path, preferred=(0, 0)) as down:
+        api_client = down.emulator.api_client()
+        core, apps = (
+            kubernetes.client.CoreV1Api(api_client),
+            kubernetes.client.AppsV1Api(api_client),
+        )
+        ensure_namespaces(core)
+        for namespace in ("default", "kube-system"):
+            deployment = demo_deployment(replicas=3)
+            deployment["metadata"]["namespace"] = namespace
+            apps.create_namespaced_deployment(namespace, deployment)
+        assert down.server.stop() == 0
+
+        # mutate fails open (Ignore): pods still start everywhere, unpatched.
+        pod = core.create_namespaced_pod("default", pod_in("default"))
+        assert VM_NAME not in (pod.metadata.annotations or {})
+        # validate fails closed (Fail), but only where it applies: not in kube-system.
+        scale_down = {"spec": {"replicas": 1}}
+        apps.patch_namespaced_deployment("demo", "kube-system", scale_down)
+        with pytest.raises(ApiException) as refused:
+            apps.patch_namespaced_deployment("demo", "default", scale_down)
+        assert refused.value.status == 500
+        message = json.loads(refused.value.body)["message"]
+        assert 'failed calling webhook "workloads.validate.cocoonstack.io"' in message

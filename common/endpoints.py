@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from common.admission import Endpoint
+from common.admission import Endpoint, Readiness
 from common.affinity import AffinityStore
 from common.config import Settings
 from common.decisions import mutate as pods
@@ -28,6 +28,18 @@ PARENT_GET_TIMEOUT_S = 2.0
 RESERVE_WORKERS = 64
 
 _log = get_logger("endpoints")
+
+
+def _tracking(kube: KubeApi) -> Readiness:
+    async def readiness() -> tuple[bool, str]:
+        return await api_readiness(kube)
+
+    return readiness
+
+
+def _fail_closed(exc: Exception) -> Verdict:
+    # A bug in a validator denies, like a failing parent GET: its failurePolicy is Fail anyway.
+    return deny(f"cocoon-webhook: internal error: {exc}", Decision.ERROR)
 
 
 def validate_endpoint(kube: KubeApi) -> Endpoint:
@@ -67,16 +79,12 @@ def validate_endpoint(kube: KubeApi) -> Endpoint:
             return allow()
         return workload.scale_down_verdict("Scale", namespace, name, old, new)
 
-    async def readiness() -> tuple[bool, str]:
-        return await api_readiness(kube)
-
     return Endpoint(
         handler="validate",
         paths=frozenset({"/", "/validate"}),
         decide=decide,
-        readiness=readiness,
-        # Fail closed, like a failing parent GET: the webhook's failurePolicy is Fail anyway.
-        on_unexpected=lambda exc: deny(f"cocoon-webhook: internal error: {exc}", Decision.ERROR),
+        readiness=_tracking(kube),
+        on_unexpected=_fail_closed,
     )
 
 
@@ -90,7 +98,7 @@ def cocoonset_endpoint() -> Endpoint:
         paths=frozenset({"/", "/validate-cocoonset"}),
         decide=decide,
         readiness=always_ready,
-        on_unexpected=lambda exc: deny(f"cocoon-webhook: internal error: {exc}", Decision.ERROR),
+        on_unexpected=_fail_closed,
     )
 
 
@@ -141,9 +149,6 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
         )  # fmt: skip
         return pods.reserved_verdict(intent, result)
 
-    async def readiness() -> tuple[bool, str]:
-        return await api_readiness(kube)
-
     def on_unexpected(exc: Exception) -> Verdict:
         text = warning(f"VM name not reserved (internal error); pod admitted without sticky "
                        f"placement: {exc}")  # fmt: skip
@@ -153,6 +158,6 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
         handler="mutate",
         paths=frozenset({"/", "/mutate"}),
         decide=decide,
-        readiness=readiness,
+        readiness=_tracking(kube),
         on_unexpected=on_unexpected,
     )

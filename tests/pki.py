@@ -42,21 +42,25 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _validity(builder: x509.CertificateBuilder, days: float) -> x509.CertificateBuilder:
+def _builder(
+    common_name: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, days: float
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
-    return builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(
-        now + datetime.timedelta(days=days)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
     )
 
 
 def make_ca(common_name: str = "cocoon-webhook test CA", days: float = 1) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        _builder(common_name, _name(common_name), key, days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -74,7 +78,7 @@ def make_ca(common_name: str = "cocoon-webhook test CA", days: float = 1) -> Key
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
     )
-    return KeyPair(key, _validity(builder, days).sign(key, hashes.SHA256()))
+    return KeyPair(key, builder.sign(key, hashes.SHA256()))
 
 
 def issue(
@@ -91,11 +95,7 @@ def issue(
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
     names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        _builder(common_name, ca.cert.subject, key, days)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -103,7 +103,7 @@ def issue(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False
         )
     )
-    return KeyPair(key, _validity(builder, days).sign(ca.key, hashes.SHA256()))
+    return KeyPair(key, builder.sign(ca.key, hashes.SHA256()))
 
 
 def self_signed(common_name: str = "localhost", ips: tuple[str, ...] = ("127.0.0.1",)) -> KeyPair:
@@ -111,12 +111,8 @@ def self_signed(common_name: str = "localhost", ips: tuple[str, ...] = ("127.0.0
     key = ec.generate_private_key(ec.SECP256R1())
     names = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        _builder(common_name, _name(common_name), key, 1)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     )
-    return KeyPair(key, _validity(builder, 1).sign(key, hashes.SHA256()))
+    return KeyPair(key, builder.sign(key, hashes.SHA256()))

@@ -532,7 +532,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the context manager stops what it started either way.
+    # SIGINT is set too: a shell starts background jobs with it ignored, and Python then keeps
+    # it ignored instead of raising KeyboardInterrupt.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     if args.check:
         started = time.monotonic()
         with sandbox(args.dir, preferred=(0, 0)) as box:

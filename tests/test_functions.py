@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from bench.loadgen import free_port
+from tests.cluster import cocoon_pod
 from tests.functions_app import ROOT, function_client
 from tests.helpers import admission_count, response_of, review, scale, workload
 
@@ -32,6 +33,7 @@ TARGETS = {
     "validate": "/validate",
     "validate_cocoonset": "/validate-cocoonset",
 }
+FUZZ_TARGETS = {**TARGETS, "mutate": "/mutate"}
 
 
 def cocoonset_review(spec: Any, operation: str = "CREATE") -> dict[str, Any]:
@@ -169,7 +171,9 @@ request_fields = st.fixed_dictionaries(
         "resource": st.fixed_dictionaries({"resource": st.sampled_from(
             ["deployments", "statefulsets", "cocoonsets"])}) | json_values,
         "subResource": st.sampled_from(["", "scale"]) | json_values,
-        "object": json_values | st.just(workload(1)) | st.just(COCOONSET_OK),
+        "object": json_values | st.just(workload(1)) | st.just(COCOONSET_OK)
+        | st.just(cocoon_pod(name="fuzz")) | st.just(cocoon_pod(rs="fuzz-6d4b7c9f8"))
+        | st.builds(lambda pool: cocoon_pod(name="p", pool=pool), st.text(max_size=70)),
         "oldObject": json_values | st.just(workload(3)),
         "dryRun": st.booleans() | json_values,
         "namespace": st.text(max_size=5) | json_values,
@@ -195,30 +199,44 @@ def _check_reply(response: Any) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(body=envelopes, target=st.sampled_from(sorted(TARGETS)))
+@given(body=envelopes, target=st.sampled_from(sorted(FUZZ_TARGETS)))
 def test_random_reviews_get_an_answer(body: dict[str, Any], target: str) -> None:
     client = _CLIENTS[target]
-    _check_reply(client.post(TARGETS[target], content=json.dumps(body).encode()))
+    _check_reply(client.post(FUZZ_TARGETS[target], content=json.dumps(body).encode()))
 
 
 @settings(max_examples=100, deadline=None)
 @given(
     raw=st.binary(max_size=64) | st.text(max_size=64).map(str.encode),
     cut=st.integers(min_value=0, max_value=400),
-    target=st.sampled_from(sorted(TARGETS)),
+    target=st.sampled_from(sorted(FUZZ_TARGETS)),
 )
 def test_mangled_bodies_get_an_answer(raw: bytes, cut: int, target: str) -> None:
     valid = json.dumps(review(workload(1), workload(3))).encode()
     body = valid[:cut] + raw + valid[cut:]
-    _check_reply(_CLIENTS[target].post(TARGETS[target], content=body))
+    _check_reply(_CLIENTS[target].post(FUZZ_TARGETS[target], content=body))
 
 
 _CLIENTS: dict[str, TestClient] = {}
 
 
+@pytest.fixture(scope="module")
+def mutate_client(kube_emulator: Any) -> Iterator[TestClient]:
+    # A real API behind it, so fuzzed pods that get as far as a reservation really make one.
+    with function_client(
+        "mutate", KUBECONFIG=kube_emulator.kubeconfig, MUTATE_DEADLINE="1s"
+    ) as client:
+        yield client
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _fuzz_clients(validate_client: TestClient, cocoonset_client: TestClient) -> None:
-    _CLIENTS.update({"validate": validate_client, "validate_cocoonset": cocoonset_client})
+def _fuzz_clients(
+    validate_client: TestClient, cocoonset_client: TestClient, mutate_client: TestClient
+) -> None:
+    _CLIENTS.update(
+        {"validate": validate_client, "validate_cocoonset": cocoonset_client,
+         "mutate": mutate_client}
+    )  # fmt: skip
 
 
 # --- a real functions-framework process on 127.0.0.1 ----------------------------------------

@@ -144,27 +144,26 @@ class Store:
 
     def update(self, group: str, resource: str, obj: Obj, expected_rv: str) -> Obj:
         """Replace the object whose current resourceVersion is `expected_rv`, else 409 Conflict."""
-        meta = obj["metadata"]
-        name = meta["name"]
         with self.lock:
-            old = self._objects.get((group, resource), {}).get((meta.get("namespace", ""), name))
-            if old is None:
-                raise errors.not_found(group, resource, name)
-            if old["metadata"].get("resourceVersion") != expected_rv:
-                raise errors.stale(group, resource, name)
+            old = self._guarded(group, resource, obj, expected_rv)
             return self._commit(group, resource, "MODIFIED", obj, old)
 
     def delete(self, group: str, resource: str, obj: Obj, expected_rv: str) -> Obj:
         """Remove the object; `obj` is its final state (the DELETED event carries it)."""
+        with self.lock:
+            old = self._guarded(group, resource, obj, expected_rv)
+            return self._commit(group, resource, "DELETED", obj, old)
+
+    def _guarded(self, group: str, resource: str, obj: Obj, expected_rv: str) -> Obj:
+        """The stored object `obj` replaces, if its resourceVersion is still `expected_rv`."""
         meta = obj["metadata"]
         name = meta["name"]
-        with self.lock:
-            old = self._objects.get((group, resource), {}).get((meta.get("namespace", ""), name))
-            if old is None:
-                raise errors.not_found(group, resource, name)
-            if old["metadata"].get("resourceVersion") != expected_rv:
-                raise errors.stale(group, resource, name)
-            return self._commit(group, resource, "DELETED", obj, old)
+        old = self._objects.get((group, resource), {}).get((meta.get("namespace", ""), name))
+        if old is None:
+            raise errors.not_found(group, resource, name)
+        if old["metadata"].get("resourceVersion") != expected_rv:
+            raise errors.stale(group, resource, name)
+        return old
 
     def drop_resource(self, group: str, resource: str) -> None:
         """Delete every object of a resource, one DELETED event each (its CRD went away)."""

@@ -83,31 +83,39 @@ CONFIG_KEY = "[-._a-zA-Z0-9]+"
 _CONFIG_KEY_RE = re.compile(f"^{CONFIG_KEY}$")
 
 
-def dns1123_label_errors(value: str) -> list[str]:
+def _length_and_pattern(
+    value: str, limit: int, pattern: re.Pattern[str], message: str
+) -> list[str]:
+    """The shape of most apimachinery validators: a length message, then a format message."""
     errs = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _LABEL_RE.match(value):
-        errs.append(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-            "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
-            f"regex used for validation is '{DNS1123_LABEL}')"
-        )
+    if len(value) > limit:
+        errs.append(f"must be no more than {limit} characters")
+    if not pattern.match(value):
+        errs.append(message)
     return errs
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    return _length_and_pattern(
+        value,
+        63,
+        _LABEL_RE,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+        "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+        f"regex used for validation is '{DNS1123_LABEL}')",
+    )
 
 
 def dns1123_subdomain_errors(value: str) -> list[str]:
-    errs = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if not _SUBDOMAIN_RE.match(value):
-        errs.append(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-            "'-' or '.', and must start and end with an alphanumeric character "
-            "(e.g. 'example.com', "
-            f"regex used for validation is '{DNS1123_SUBDOMAIN}')"
-        )
-    return errs
+    return _length_and_pattern(
+        value,
+        253,
+        _SUBDOMAIN_RE,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+        "'-' or '.', and must start and end with an alphanumeric character "
+        "(e.g. 'example.com', "
+        f"regex used for validation is '{DNS1123_SUBDOMAIN}')",
+    )
 
 
 def qualified_name_errors(value: str) -> list[str]:
@@ -143,28 +151,25 @@ def qualified_name_errors(value: str) -> list[str]:
 
 
 def label_value_errors(value: str) -> list[str]:
-    errs = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _LABEL_VALUE_RE.match(value):
-        errs.append(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
-            "or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
-            f"'my_value',  or '12345', regex used for validation is '{LABEL_VALUE}')"
-        )
-    return errs
+    return _length_and_pattern(
+        value,
+        63,
+        _LABEL_VALUE_RE,
+        "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
+        "or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+        f"'my_value',  or '12345', regex used for validation is '{LABEL_VALUE}')",
+    )
 
 
 def config_key_errors(key: str) -> list[str]:
-    errs = []
-    if len(key) > 253:
-        errs.append("must be no more than 253 characters")
-    if not _CONFIG_KEY_RE.match(key):
-        errs.append(
-            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. "
-            "'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
-            f"'{CONFIG_KEY}')"
-        )
+    errs = _length_and_pattern(
+        key,
+        253,
+        _CONFIG_KEY_RE,
+        "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. "
+        "'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
+        f"'{CONFIG_KEY}')",
+    )
     if key == ".":
         errs.append("must not be '.'")
     elif key == "..":

@@ -11,13 +11,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from common.admission import Endpoint, Readiness
+from common.admission import Endpoint
 from common.affinity import AffinityStore
 from common.config import Settings
 from common.decisions import mutate as pods
 from common.decisions import validate as workload
 from common.decisions import validate_cocoonset as cocoonset
-from common.health import always_ready, api_readiness
+from common.health import always_ready, tracking
 from common.kube import KubeApi, KubeError, NotFound
 from common.logs import get_logger
 from common.models import Review
@@ -28,13 +28,6 @@ PARENT_GET_TIMEOUT_S = 2.0
 RESERVE_WORKERS = 64
 
 _log = get_logger("endpoints")
-
-
-def _tracking(kube: KubeApi) -> Readiness:
-    async def readiness() -> tuple[bool, str]:
-        return await api_readiness(kube)
-
-    return readiness
 
 
 def _fail_closed(exc: Exception) -> Verdict:
@@ -83,7 +76,7 @@ def validate_endpoint(kube: KubeApi) -> Endpoint:
         handler="validate",
         paths=frozenset({"/", "/validate"}),
         decide=decide,
-        readiness=_tracking(kube),
+        readiness=tracking(kube),
         on_unexpected=_fail_closed,
     )
 
@@ -158,6 +151,6 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
         handler="mutate",
         paths=frozenset({"/", "/mutate"}),
         decide=decide,
-        readiness=_tracking(kube),
+        readiness=tracking(kube),
         on_unexpected=on_unexpected,
     )

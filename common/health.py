@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from common.kube import KubeApi, KubeError
 
@@ -24,6 +25,15 @@ async def api_readiness(kube: KubeApi) -> tuple[bool, str]:
     except KubeError as exc:
         return False, f"not ready: kubernetes API unreachable ({exc})"
     return True, "ready"
+
+
+def tracking(kube: KubeApi) -> Callable[[], Awaitable[tuple[bool, str]]]:
+    """The readiness of an endpoint that needs the API: `api_readiness` bound to its client."""
+
+    async def readiness() -> tuple[bool, str]:
+        return await api_readiness(kube)
+
+    return readiness
 
 
 async def always_ready() -> tuple[bool, str]:

@@ -16,8 +16,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 from common.verdict import Decision
 
-HANDLERS = ("mutate", "validate", "validate_cocoonset")
-
 ADMISSION_TOTAL = Counter(
     "cocoon_webhook_admission_total",
     "Admission requests by handler and decision.",

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from common import strict_json
 from common.verdict import Verdict
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
@@ -63,16 +64,11 @@ class Review:
     received_at: float
 
 
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity; JSON (and the API server) does not.
-    raise ValueError(f"invalid JSON constant {name}")
-
-
 def parse_review(body: bytes) -> AdmissionRequest:
     """Decode an AdmissionReview body, or raise EnvelopeError with the one-line 400 reason."""
     try:
         # Decode first: json.loads(bytes) would guess UTF-16/32 from a BOM; JSON is UTF-8.
-        document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        document = strict_json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise EnvelopeError(f"decode admission review: invalid UTF-8: {exc.reason}") from None
     except ValueError as exc:

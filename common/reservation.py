@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from common import strict_json
 from common.naming import bare_key, deployment_key
 
 # Kubernetes caps a ConfigMap's data at 1 MiB; counted as key plus value UTF-8 bytes.
@@ -107,7 +108,7 @@ def decode(text: str) -> Reservation:
     Unknown fields are ignored and `null` counts as absent, as in Go's encoding/json.
     """
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = strict_json.loads(text)
     except ValueError:
         raise MalformedEntry("not a JSON object") from None
     if not isinstance(doc, dict):
@@ -172,10 +173,6 @@ def _optional_string(doc: dict[str, Any], name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise MalformedEntry(f"{name} is not a string")
     return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
 
 
 def parse_time(text: str, what: str = "time") -> datetime:

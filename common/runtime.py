@@ -41,6 +41,7 @@ def kube() -> KubeApi:
     return ClientKubeApi(settings().kubeconfig)
 
 
+@functools.cache
 def _freeze_startup_heap() -> None:
     # The kubernetes client and pydantic leave a large heap of long-lived objects behind at
     # import. Moving them out of the collector's sight keeps full collections, which a busy

@@ -39,7 +39,7 @@ from starlette.types import Receive, Scope, Send
 from common import metrics, reaper, runtime
 from common.admission import Endpoint, Readiness, admit, method_not_allowed, not_found, serve_probes
 from common.config import SECOND, Settings, format_go_duration
-from common.health import api_readiness
+from common.health import tracking
 from common.kube import ClientKubeApi, KubeApi, KubeError
 from common.logs import ROOT_LOGGER, get_logger
 
@@ -405,9 +405,7 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
     executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix=IO_THREAD_PREFIX)
     loop.set_default_executor(executor)
 
-    async def readiness() -> tuple[bool, str]:
-        return await api_readiness(prepared.kube)
-
+    readiness = tracking(prepared.kube)
     webhook = _listener(AdmissionApp(prepared.endpoints, readiness), prepared.tls.context)
     metrics_listener = _listener(metrics_app, None)
     listeners = (webhook, metrics_listener)

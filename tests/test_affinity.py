@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -240,20 +242,17 @@ def test_values_are_go_compatible_json(store: AffinityStore, kube: FakeKube, clo
 
 def test_concurrent_admissions_share_one_write(kube: FakeKube) -> None:
     store = AffinityStore(kube, WINDOW, clock=lambda: NOW)
-    import threading
-    import time as real_time
-
     started = threading.Event()
 
     def slow_first_read() -> None:
         started.set()
-        real_time.sleep(0.2)  # the others queue up behind this batch meanwhile
+        time.sleep(0.2)  # the others queue up behind this batch meanwhile
 
     kube.script["get_configmap"] = [slow_first_read]
     results: list[Draft | Failed] = []
 
     def admit() -> None:
-        results.append(store.reserve(pod_intent(), real_time.monotonic() + 3, dry_run=False))
+        results.append(store.reserve(pod_intent(), time.monotonic() + 3, dry_run=False))
 
     first = threading.Thread(target=admit)
     first.start()

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from common.naming import TOLERATION_KEY
 from common.verdict import Decision, Verdict, allow, deny
 
-COCOON_TOLERATION_KEY = "virtual-kubelet.io/provider"
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet"})
 SCALE_PARENTS = frozenset({"deployments", "statefulsets"})
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -61,7 +61,7 @@ def has_cocoon_toleration(tolerations: Any) -> bool:
         for field in ("key", "operator", "value", "effect"):
             if toleration.get(field) is not None and not isinstance(toleration[field], str):
                 raise WorkloadDecodeError(f"spec.template.spec.tolerations: {field} not a string")
-        found = found or toleration.get("key") == COCOON_TOLERATION_KEY
+        found = found or toleration.get("key") == TOLERATION_KEY
     return found
 
 

@@ -24,6 +24,7 @@ import pytest
 from bench.loadgen import free_port
 from tests.cluster import add_node, affinity_data, cocoon_pod, pod_review
 from tests.functions_app import ROOT
+from tests.helpers import patch_of
 
 PROCESSES = 3
 ADMISSIONS = 60
@@ -111,7 +112,7 @@ def vm_names(results: list[Any]) -> list[str]:
         assert status == 200
         assert response["allowed"] is True
         assert "warnings" not in response, response["warnings"]
-        ops = json.loads(__import__("base64").b64decode(response["patch"]))
+        ops = patch_of(response)
         names.append(
             next(op["value"] for op in ops if op["path"].endswith("vm.cocoonstack.io~1name"))
         )

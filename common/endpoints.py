@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from common.admission import Endpoint
@@ -22,7 +23,7 @@ from common.kube import KubeApi, KubeError, NotFound
 from common.logs import get_logger
 from common.models import Review
 from common.pod import decode_pod
-from common.verdict import Decision, Verdict, allow, deny, warning
+from common.verdict import AUDIT_REASON, Decision, Verdict, allow, deny, warning
 
 PARENT_GET_TIMEOUT_S = 2.0
 RESERVE_WORKERS = 64
@@ -133,7 +134,7 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
         if isinstance(result, pods.Failed):
             _log.warning("VM name not reserved", extra={**context, "error": result.reason,
                                                         "decision": "affinity_failed"})  # fmt: skip
-            return allow(Decision.AFFINITY_FAILED, (result.warning,))
+            return result.verdict(intent.pool)
         reservation = result.reservation
         _log.info(
             "reserved" if not req.dry_run else "planned (dry run)",
@@ -145,7 +146,9 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
     def on_unexpected(exc: Exception) -> Verdict:
         text = warning(f"VM name not reserved (internal error); pod admitted without sticky "
                        f"placement: {exc}")  # fmt: skip
-        return allow(Decision.AFFINITY_FAILED, (text,))
+        return replace(
+            allow(Decision.AFFINITY_FAILED, (text,)), audit=((AUDIT_REASON, "internal error"),)
+        )
 
     return Endpoint(
         handler="mutate",

@@ -132,5 +132,8 @@ def encode_response(uid: str, verdict: Verdict) -> bytes:
         response["patch"] = base64.b64encode(compact).decode("ascii")
     if verdict.warnings:
         response["warnings"] = list(verdict.warnings)
+    audit = verdict.audit_annotations()
+    if audit:
+        response["auditAnnotations"] = audit
     review = {"apiVersion": ADMISSION_API_VERSION, "kind": ADMISSION_KIND, "response": response}
     return json.dumps(review, separators=(",", ":"), ensure_ascii=False).encode()

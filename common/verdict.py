@@ -11,6 +11,10 @@ from enum import StrEnum
 from typing import Any
 
 WARNING_PREFIX = "cocoon-webhook: "
+# auditAnnotations keys. The API server files each under `<webhook name>/<key>` and drops (with
+# a log line) any whose combined form is not a qualified name, so a key must be a qualified name's
+# name part: at most 63 characters of [-A-Za-z0-9_.], alphanumeric at both ends, and no `/`.
+AUDIT_REASON = "reason"
 # The API server shows warnings to users one per line; long ones wrap badly in kubectl.
 MAX_WARNING_CHARS = 120
 MAX_QUOTED_CHARS = 40
@@ -44,6 +48,17 @@ class Verdict:
     message: str = ""
     patch: tuple[PatchOp, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # (key, value) pairs for the AdmissionResponse's auditAnnotations: the audit log's record
+    # of why (see AUDIT_REASON for the rules keys follow).
+    audit: tuple[tuple[str, str], ...] = ()
+
+    def audit_annotations(self) -> dict[str, str]:
+        """What the audit log records: `audit`, and for every denial its reason, which the
+        client that was refused may show no one."""
+        annotations = dict(self.audit)
+        if not self.allowed and self.message:
+            annotations.setdefault(AUDIT_REASON, self.message.removeprefix(WARNING_PREFIX))
+        return annotations
 
 
 def allow(decision: Decision = Decision.ALLOW, warnings: tuple[str, ...] = ()) -> Verdict:

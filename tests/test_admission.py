@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -221,8 +222,22 @@ def test_metrics_exposes_the_admission_series(client: TestClient) -> None:
         pytest.param(
             deny("no"),
             {"uid": "u-1", "allowed": False,
-             "status": {"message": "no", "reason": "Forbidden", "code": 403}},
+             "status": {"message": "no", "reason": "Forbidden", "code": 403},
+             "auditAnnotations": {"reason": "no"}},
             id="deny",
+        ),
+        pytest.param(
+            deny("cocoon-webhook: no"),
+            {"uid": "u-1", "allowed": False,
+             "status": {"message": "cocoon-webhook: no", "reason": "Forbidden", "code": 403},
+             "auditAnnotations": {"reason": "no"}},
+            id="deny-reason-without-prefix",
+        ),
+        pytest.param(
+            replace(allow(), audit=(("vm-name", "vk-a-b-0"), ("slot", "0"))),
+            {"uid": "u-1", "allowed": True,
+             "auditAnnotations": {"vm-name": "vk-a-b-0", "slot": "0"}},
+            id="audit",
         ),
         pytest.param(
             allow(warnings=("cocoon-webhook: careful",)),
@@ -275,6 +290,7 @@ def test_a_crashing_decision_answers_with_the_policy_verdict(
         "uid": "u-9",
         "allowed": False,
         "status": {"message": "internal: kaput", "reason": "Forbidden", "code": 403},
+        "auditAnnotations": {"reason": "internal: kaput"},
     }
     assert admission_count(HANDLER, "error") == before + 1
 

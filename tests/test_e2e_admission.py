@@ -118,3 +118,57 @@ def test_webhook_down_locks_out_no_system_namespace(tmp_path: Path) -> None:
         assert refused.value.status == 500
         message = json.loads(refused.value.body)["message"]
         assert 'failed calling webhook "workloads.validate.cocoonstack.io"' in message
+
+
+def audited(box: Sandbox, resource: str, namespace: str, name: str) -> dict[str, str]:
+    """The audit annotations the API server filed for the last admitted write of one object."""
+    events = [
+        e
+        for e in box.emulator.audit()
+        if (e["resource"], e["namespace"], e["name"]) == (resource, namespace, name)
+    ]
+    assert events, f"no audit event for {resource} {namespace}/{name}"
+    annotations: dict[str, str] = events[-1]["annotations"]
+    return annotations
+
+
+def test_placements_reach_the_audit_log_under_the_webhook_name(box: Sandbox, core: Any) -> None:
+    core.create_namespace({"metadata": {"name": "audit-m"}})
+    pod = core.create_namespaced_pod("audit-m", pod_in("audit-m"))
+    assert audited(box, "pods", "audit-m", pod.metadata.name) == {
+        "pods.mutate.cocoonstack.io/vm-name": "vk-audit-m-demo-0",
+        "pods.mutate.cocoonstack.io/pool": "default",
+        "pods.mutate.cocoonstack.io/key": "audit-m.demo.0",
+        "pods.mutate.cocoonstack.io/slot": "0",
+        "pods.mutate.cocoonstack.io/node": pod.spec.node_name,
+    }
+
+    # Failing open: the pod runs without a VM name, and the audit log says why.
+    odd = pod_in("audit-m")
+    del odd["metadata"]["generateName"]
+    odd["metadata"]["name"] = "odd"
+    odd["metadata"]["annotations"] = {"cocoonstack.io/pool": "no such/pool"}
+    unplaced = core.create_namespaced_pod("audit-m", odd)
+    assert VM_NAME not in unplaced.metadata.annotations
+    assert audited(box, "pods", "audit-m", unplaced.metadata.name) == {
+        "pods.mutate.cocoonstack.io/reason": "invalid pool 'no such/pool'"
+    }
+
+
+def test_denials_reach_the_audit_log_with_their_reason(box: Sandbox, core: Any) -> None:
+    core.create_namespace({"metadata": {"name": "audit-v"}})
+    apps = kubernetes.client.AppsV1Api(box.emulator.api_client())
+    deployment = demo_deployment(replicas=3)
+    deployment["metadata"]["namespace"] = "audit-v"
+    apps.create_namespaced_deployment("audit-v", deployment)
+    with pytest.raises(ApiException) as refused:
+        apps.patch_namespaced_deployment("demo", "audit-v", {"spec": {"replicas": 1}})
+    assert refused.value.status == 403
+    reason = (
+        "scale-down blocked for cocoon Deployment audit-v/demo (3 -> 1). "
+        "Use a CocoonHibernation CR to suspend individual agents."
+    )
+    assert f"cocoon-webhook: {reason}" in json.loads(refused.value.body)["message"]
+    assert audited(box, "deployments", "audit-v", "demo") == {
+        "workloads.validate.cocoonstack.io/reason": reason
+    }

@@ -235,3 +235,19 @@ def test_store_hands_out_copies_and_counts_versions() -> None:
     assert [e.type for e in store.events_after(before - 1) or []] == ["ADDED", "MODIFIED"]
     store.compact()
     assert store.events_after(before) is None
+
+
+def test_audit_annotation_keys_are_filed_as_the_api_server_files_them() -> None:
+    from tests.kube_emulator.admission import _audit_annotations
+
+    filed = _audit_annotations(
+        "pods.mutate.cocoonstack.io",
+        {
+            "vm-name": "vk-a-b-0",
+            "a/b": "two slashes in all",  # dropped: checkKeyFormat wants exactly one `/`
+            "-dash": "not alphanumeric at the start",
+            "x" * 64: "name part over 63",
+            "slot": 0,  # not a string
+        },
+    )
+    assert filed == {"pods.mutate.cocoonstack.io/vm-name": "vk-a-b-0"}

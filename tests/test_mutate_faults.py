@@ -76,7 +76,13 @@ def test_dependency_failures_fail_open_in_time(
     emulator.fault(method, path, times=3, **fault)
     before = admission_count("mutate", "affinity_failed")
     response, elapsed = timed_admit(mutate, cocoon_pod(rs="demo-7b7c9d9d5f"))
-    assert response == {"uid": "uid-1", "allowed": True, "warnings": not_reserved(reason)}
+    assert response == {
+        "uid": "uid-1",
+        "allowed": True,
+        "warnings": not_reserved(reason),
+        # The audit log records why the pod runs without a VM name.
+        "auditAnnotations": {"reason": reason, "pool": "default"},
+    }
     assert elapsed < DEADLINE_S + 0.5
     assert admission_count("mutate", "affinity_failed") == before + 1
     emulator.clear_faults()

@@ -76,6 +76,27 @@ def test_three_replicas_get_dense_slots_on_least_used_nodes(mutate: TestClient, 
     assert all(name.startswith(f"{RS}-") and len(name) == len(RS) + 6 for name in names_of(core))
 
 
+def test_placements_are_recorded_for_the_audit_log(mutate: TestClient, core: Any) -> None:
+    first = admit(mutate, core, cocoon_pod(rs=RS))
+    assert first["auditAnnotations"] == {
+        "vm-name": "vk-ns-demo-0",
+        "pool": "default",
+        "key": "ns.demo.0",
+        "slot": "0",
+        "node": "cocoon-b",
+    }
+    bare = admit(mutate, core, cocoon_pod(name="solo", pool="gpu"))
+    assert bare["auditAnnotations"] == {
+        "vm-name": "vk-ns-solo",
+        "pool": "gpu",
+        "key": "ns._pod.solo",
+        "slot": "0",
+        "node": "gpu-1",
+    }
+    invalid = admit(mutate, core, cocoon_pod(name="odd", pool="not a pool"), store=False)
+    assert invalid["auditAnnotations"] == {"reason": "invalid pool 'not a pool'"}
+
+
 def test_replacement_takes_the_freed_slot_and_its_node(mutate: TestClient, core: Any) -> None:
     for _ in range(3):
         admit(mutate, core, cocoon_pod(rs=RS))
@@ -195,7 +216,11 @@ def test_undecodable_pod_is_allowed_as_error(mutate: TestClient) -> None:
     before = admission_count("mutate", "error")
     body = pod_review(cocoon_pod(name="x"))
     body["request"]["object"]["spec"]["tolerations"] = "x"
-    assert response_of(mutate.post("/mutate", json=body)) == {"uid": "uid-1", "allowed": True}
+    assert response_of(mutate.post("/mutate", json=body)) == {
+        "uid": "uid-1",
+        "allowed": True,
+        "auditAnnotations": {"reason": "undecodable pod: object.spec.tolerations: must be a list"},
+    }
     assert admission_count("mutate", "error") == before + 1
 
 

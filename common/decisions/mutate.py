@@ -40,7 +40,16 @@ from common.reservation import (
     decode_entries,
     encode,
 )
-from common.verdict import Decision, PatchOp, Verdict, allow, patched, quoted, warning
+from common.verdict import (
+    AUDIT_REASON,
+    Decision,
+    PatchOp,
+    Verdict,
+    allow,
+    patched,
+    quoted,
+    warning,
+)
 
 # Row 10 reasons (SPEC 5.11), the `<reason>` of not_reserved_warning.
 REASON_DEADLINE = "deadline exceeded"
@@ -64,6 +73,14 @@ def not_reserved_warning(reason: str) -> str:
 def invalid_pool_warning(pool: str) -> str:
     return warning(f"VM name not reserved (invalid pool {quoted(pool)})")
 
+
+# auditAnnotations keys of a placement (rules in common.verdict.AUDIT_REASON): the API server's
+# audit log then answers "where did this VM go, and why" without the webhook's own logs.
+AUDIT_VM_NAME = "vm-name"
+AUDIT_NODE = "node"
+AUDIT_SLOT = "slot"
+AUDIT_POOL = "pool"
+AUDIT_KEY = "key"
 
 KEY_TOO_LONG_WARNING = warning("VM name not reserved (entry key too long)")
 NO_NAMESPACE_WARNING = warning("VM name not reserved (request has no namespace)")
@@ -94,7 +111,11 @@ class Skip:
     warning: str | None = None
 
     def verdict(self) -> Verdict:
-        return allow(self.decision, (self.warning,) if self.warning else ())
+        warnings = (self.warning,) if self.warning else ()
+        if self.decision is Decision.ALLOW:
+            return allow(self.decision, warnings)
+        # Failing open leaves a pod without a VM name; the audit log says why.
+        return replace(allow(self.decision, warnings), audit=((AUDIT_REASON, self.reason),))
 
 
 @dataclass(frozen=True)
@@ -185,6 +206,11 @@ class Failed:
     @property
     def warning(self) -> str:
         return not_reserved_warning(self.reason)
+
+    def verdict(self, pool: str) -> Verdict:
+        """Allow unpatched (fail open), the reason in the warning and in the audit log."""
+        failed_open = allow(Decision.AFFINITY_FAILED, (self.warning,))
+        return replace(failed_open, audit=((AUDIT_REASON, self.reason), (AUDIT_POOL, pool)))
 
 
 @dataclass(frozen=True)
@@ -443,4 +469,12 @@ def reserved_verdict(intent: Intent, draft: Draft) -> Verdict:
     """Row 9: allow with the patch and the placement warnings."""
     reservation = draft.reservation
     ops = patch_ops(intent.pod, reservation.vm_name, reservation.node, intent.generated_name)
-    return patched(ops, draft.warnings)
+    audit = [
+        (AUDIT_VM_NAME, reservation.vm_name),
+        (AUDIT_POOL, intent.pool),
+        (AUDIT_KEY, draft.key),
+        (AUDIT_SLOT, str(reservation.slot)),
+    ]
+    if reservation.node:
+        audit.append((AUDIT_NODE, reservation.node))
+    return replace(patched(ops, draft.warnings), audit=tuple(audit))

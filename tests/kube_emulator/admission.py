@@ -20,10 +20,14 @@ Errors carry the API server's codes, reasons and messages:
   `admission webhook "<name>" does not support dry run`.
 
 Warnings the webhooks return are kept per thread in `last_warnings` (the server reads them on
-the thread that called `admit`). Left out: reinvocationPolicy IfNeeded (webhooks run once),
+the thread that called `admit`). Audit annotations go to `audit_events()`, one event per
+admitted or refused write, as the API server files them (admission.Attributes.AddAnnotation):
+each key becomes `<webhook name>/<key>`; one that is then no qualified name, or that would
+overwrite another value, is dropped. Left out: reinvocationPolicy IfNeeded (webhooks run once),
 matchConditions (CEL), conversion for matchPolicy Equivalent (the emulator serves one version
 per resource, so Equivalent and Exact match the same requests), admissionReviewVersions other
-than v1, audit annotations, client certificates towards webhooks.
+than v1, the rest of an audit event (users, stages, the patch annotations), client certificates
+towards webhooks.
 """
 
 from __future__ import annotations
@@ -44,10 +48,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from tests.kube_emulator.validation import qualified_name_errors
+
 ADMISSION_GROUP = "admissionregistration.k8s.io"
 REVIEW_API_VERSION = "admission.k8s.io/v1"
 DEFAULT_TIMEOUT_SECONDS = 10
 USER_INFO = {"username": "emulator-admin", "groups": ["system:masters", "system:authenticated"]}
+MAX_AUDIT_EVENTS = 20_000
 
 # The API server never sends its own admission configuration through webhooks, or a broken
 # webhook could lock everyone out of fixing it (IsExemptAdmissionConfigurationResource).
@@ -172,6 +179,7 @@ class _Outcome:
     warnings: list[str] = field(default_factory=list)
     denied: AdmissionDenied | None = None
     patched: dict[str, Any] | None = None
+    audit: dict[str, str] = field(default_factory=dict)  # keys already `<webhook>/<key>`
 
 
 class AdmissionChain:
@@ -189,11 +197,40 @@ class AdmissionChain:
         self._services = dict(service_addresses)
         self._local = threading.local()
         self.defaulter: Callable[[str, str, dict[str, Any]], None] | None = None
+        self._audit_lock = threading.Lock()
+        self._audit: list[dict[str, Any]] = []
 
     @property
     def last_warnings(self) -> list[str]:
         """Warnings of the calling thread's last `admit`, in order, duplicates dropped."""
         return list(getattr(self._local, "warnings", []))
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """`{"operation", "resource", "subresource", "namespace", "name", "annotations"}` per
+        write that reached a webhook, oldest first; `name` is the stored (patched) name."""
+        with self._audit_lock:
+            return list(self._audit)
+
+    def clear_audit(self) -> None:
+        with self._audit_lock:
+            self._audit.clear()
+
+    def _file_audit(
+        self, req: _Request, obj: dict[str, Any] | None, annotations: dict[str, str]
+    ) -> None:
+        name = ((obj or {}).get("metadata") or {}).get("name") or req.name
+        event = {
+            "operation": req.operation,
+            "resource": req.resource,
+            "subresource": req.subresource,
+            "namespace": req.namespace,
+            "name": name,
+            "annotations": dict(annotations),
+        }
+        with self._audit_lock:
+            self._audit.append(event)
+            if len(self._audit) > MAX_AUDIT_EVENTS:
+                del self._audit[: MAX_AUDIT_EVENTS // 2]
 
     def admit(
         self,
@@ -223,24 +260,39 @@ class AdmissionChain:
             operation, group, version, kind, resource, subresource, namespace, name, old, dry_run
         )
         current = copy.deepcopy(obj)
-        for hook in self._hooks("mutatingwebhookconfigurations", mutating=True):
-            if not self._should_call(hook, req, current):
-                continue
-            try:
-                outcome = self._call(hook, req, current)
-            except _CallFailed as failure:
-                if hook.ignores_failures:
+        audit: dict[str, str] = {}
+        called = False
+        try:
+            for hook in self._hooks("mutatingwebhookconfigurations", mutating=True):
+                if not self._should_call(hook, req, current):
                     continue
-                raise internal_error(failure.text) from None
-            self._add_warnings(outcome.warnings)
-            if outcome.denied is not None:
-                raise outcome.denied
-            if outcome.patched is not None:
-                current = outcome.patched
-                if self.defaulter is not None:
-                    self.defaulter(group, resource, current)
-        self._validate(req, current)
-        return current
+                called = True
+                try:
+                    outcome = self._call(hook, req, current)
+                except _CallFailed as failure:
+                    if hook.ignores_failures:
+                        continue
+                    raise internal_error(failure.text) from None
+                self._add_warnings(outcome.warnings)
+                _add_audit(audit, outcome.audit)
+                if outcome.denied is not None:
+                    raise outcome.denied
+                if outcome.patched is not None:
+                    current = outcome.patched
+                    if self.defaulter is not None:
+                        self.defaulter(group, resource, current)
+            validated = self._validate(req, current)
+            called = called or bool(validated)
+            for outcome in validated:
+                self._add_warnings(outcome.warnings)
+                _add_audit(audit, outcome.audit)
+            for outcome in validated:
+                if outcome.denied is not None:
+                    raise outcome.denied
+            return current
+        finally:
+            if called:
+                self._file_audit(req, current, audit)
 
     # --- which webhooks -------------------------------------------------------------------
 
@@ -306,24 +358,20 @@ class AdmissionChain:
 
     # --- validating -----------------------------------------------------------------------
 
-    def _validate(self, req: _Request, obj: dict[str, Any] | None) -> None:
+    def _validate(self, req: _Request, obj: dict[str, Any] | None) -> list[_Outcome]:
+        """Call the validating webhooks that apply, in configuration order."""
         hooks = [
             h
             for h in self._hooks("validatingwebhookconfigurations", mutating=False)
             if self._should_call(h, req, obj)
         ]
         if not hooks:
-            return
+            return []
         # The API server calls validating webhooks concurrently and reports one failure; here
         # the first in configuration order, so a test sees the same error every run.
         with ThreadPoolExecutor(max_workers=len(hooks)) as pool:
             futures = [pool.submit(self._call_validating, h, req, obj) for h in hooks]
-            results = [f.result() for f in futures]
-        for outcome in results:
-            self._add_warnings(outcome.warnings)
-        for outcome in results:
-            if outcome.denied is not None:
-                raise outcome.denied
+            return [f.result() for f in futures]
 
     def _call_validating(self, hook: _Hook, req: _Request, obj: dict[str, Any] | None) -> _Outcome:
         # Runs on a pool thread: everything, errors included, comes back as a value.
@@ -367,10 +415,14 @@ class AdmissionChain:
         answer = self._post(hook, review)
         response = _verify_response(hook, uid, answer)
         warnings = [w for w in response.get("warnings") or [] if isinstance(w, str)]
+        # Filed before the verdict is looked at: a refusal's reasons are audited too.
+        audit = _audit_annotations(hook.name, response.get("auditAnnotations") or {})
         if not response.get("allowed"):
             # Warnings of a refusing webhook still reach the client.
-            return _Outcome(warnings=warnings, denied=_denial(hook.name, response.get("status")))
-        outcome = _Outcome(warnings=warnings)
+            return _Outcome(
+                warnings=warnings, denied=_denial(hook.name, response.get("status")), audit=audit
+            )
+        outcome = _Outcome(warnings=warnings, audit=audit)
         raw_patch = response.get("patch")
         if hook.mutating and raw_patch:
             outcome.patched = _patched(hook, response, raw_patch, obj)
@@ -587,6 +639,7 @@ def _verify_response(hook: _Hook, uid: str, answer: Any) -> dict[str, Any]:
         ("patchType", str),
         ("status", dict),
         ("warnings", list),
+        ("auditAnnotations", dict),
     ):
         value = response.get(key)
         if value is not None and not isinstance(value, kind):
@@ -609,6 +662,25 @@ def _verify_response(hook: _Hook, uid: str, answer: Any) -> dict[str, Any]:
         if patch_type is not None:
             raise invalid("validating webhook may not return response.patchType")
     return response
+
+
+def _audit_annotations(hook_name: str, raw: dict[str, Any]) -> dict[str, str]:
+    """`<webhook>/<key>` for each key that then makes a qualified name (checkKeyFormat); the
+    API server logs and drops the rest. Non-string values do not decode into map[string]string
+    and fail the call in the real server; here they are dropped too."""
+    kept: dict[str, str] = {}
+    for key, value in raw.items():
+        full = f"{hook_name}/{key}"
+        if not isinstance(value, str) or full.count("/") != 1 or qualified_name_errors(full):
+            continue
+        kept[full] = value
+    return kept
+
+
+def _add_audit(audit: dict[str, str], new: dict[str, str]) -> None:
+    # AddAnnotation refuses to overwrite a key with another value; the first one stays.
+    for key, value in new.items():
+        audit.setdefault(key, value)
 
 
 def _denial(hook_name: str, status: Any) -> AdmissionDenied:

@@ -11,8 +11,11 @@ Served under `/_emulator/` (never logged themselves):
   crosses `/`); `method` `*` matches any. A fault with `status` answers that code with a Status
   body instead of serving the request; `drop` closes the connection without an answer; `delay`
   alone only slows the real answer down. `GET` lists pending faults, `DELETE` clears them.
+- `GET /_emulator/audit` → the admission chain's audit events (`AdmissionChain.audit_events`):
+  `[{"operation", "resource", "subresource", "namespace", "name", "annotations"}, …]`;
+  `DELETE` clears them.
 - `POST /_emulator/reset` with optional `{"seed": NAME}` empties the store, re-seeds it and
-  clears pending faults; `POST /_emulator/compact` drops the watch event log (older
+  clears pending faults and audit events; `POST /_emulator/compact` drops the watch event log (older
   resourceVersions then answer 410 Gone, as after etcd compaction).
 """
 

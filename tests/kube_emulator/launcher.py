@@ -137,6 +137,10 @@ class EmulatorProcess:
     def clear_requests(self) -> None:
         self._control("DELETE", "requests")
 
+    def audit(self) -> list[dict[str, Any]]:
+        """Audit events of writes that reached a webhook, with their `annotations`."""
+        return self._control("GET", "audit")  # type: ignore[no-any-return]
+
     def fault(
         self,
         method: str,

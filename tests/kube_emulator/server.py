@@ -55,6 +55,7 @@ class Emulator:
     def reset(self, seed_name: str | None = None) -> None:
         self.store.reset()
         self.controls.clear_faults()
+        self.chain.clear_audit()
         seed.apply_seed(self.api, seed_name or self.seed_name)
 
     def control(self, method: str, path: str, body: bytes) -> Response:
@@ -82,6 +83,12 @@ class Emulator:
                     return _plain(400, str(bad))
                 self.controls.add_fault(fault)
                 return Response(201, dumps(fault.to_json()))
+        elif what == "audit":
+            if method == "GET":
+                return Response(200, dumps(self.chain.audit_events()))
+            if method == "DELETE":
+                self.chain.clear_audit()
+                return Response(200, b"{}")
         elif what == "reset" and method == "POST":
             name = (payload or {}).get("seed") if isinstance(payload, dict) else None
             try:

@@ -148,14 +148,22 @@ def _translate(exc: Exception, what: str, timeout: float) -> KubeError:
     return Unreachable(f"{what}: {' '.join(str(exc).split())}")
 
 
-def _load_configuration(kubeconfig: str | None) -> Any:
-    """KUBECONFIG (`:`-separated paths merge as kubectl does), ~/.kube/config, or in-cluster."""
-    configuration = kubernetes.client.Configuration()
-    paths = kubeconfig or ""
+def _kubeconfig_paths(kubeconfig: str | None) -> str | None:
+    """KUBECONFIG's paths, else ~/.kube/config if present, else None (in-cluster)."""
     default = os.path.expanduser("~/.kube/config")
-    if paths or os.path.exists(default):
+    if kubeconfig:
+        return kubeconfig
+    return default if os.path.exists(default) else None
+
+
+def _load_configuration(kubeconfig: str | None, context: str | None = None) -> Any:
+    """KUBECONFIG (`:`-separated paths merge as kubectl does), ~/.kube/config, or in-cluster;
+    `context` picks a kubeconfig context other than the current one."""
+    configuration = kubernetes.client.Configuration()
+    paths = _kubeconfig_paths(kubeconfig)
+    if paths:
         kubernetes.config.load_kube_config(
-            config_file=paths or default, client_configuration=configuration
+            config_file=paths, context=context, client_configuration=configuration
         )
     else:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
@@ -166,11 +174,26 @@ def _load_configuration(kubeconfig: str | None) -> Any:
     return configuration
 
 
+def context_namespace(kubeconfig: str | None, context: str | None) -> str:
+    """The namespace kubectl would use by default: the context's, else `default`."""
+    paths = _kubeconfig_paths(kubeconfig)
+    if not paths:
+        return "default"
+    try:
+        contexts, current = kubernetes.config.list_kube_config_contexts(config_file=paths)
+    except Exception as exc:  # the loader raises several unrelated types
+        raise Unreachable(f"load kubeconfig: {' '.join(str(exc).split())}") from exc
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace or "default")
+
+
 class ClientKubeApi:
     """KubeApi on the official `kubernetes` client, created lazily on first use."""
 
-    def __init__(self, kubeconfig: str | None) -> None:
+    def __init__(self, kubeconfig: str | None, context: str | None = None) -> None:
         self._kubeconfig = kubeconfig
+        self._context = context
         self._lock = threading.Lock()
         self._client: Any = None
         self._last_success: float | None = None
@@ -179,7 +202,7 @@ class ClientKubeApi:
         with self._lock:
             if self._client is None:
                 try:
-                    configuration = _load_configuration(self._kubeconfig)
+                    configuration = _load_configuration(self._kubeconfig, self._context)
                 except Exception as exc:  # the loaders raise several unrelated types
                     raise Unreachable(f"load kubeconfig: {' '.join(str(exc).split())}") from exc
                 self._client = kubernetes.client.ApiClient(configuration)

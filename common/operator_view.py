@@ -96,7 +96,9 @@ def reservations_table(found: Sequence[Row], now: datetime, *, wide: bool = Fals
             state_text(row, now),
         ]
         if wide:
-            claimed = format_time(entry.updated_at) if entry and entry.updated_at != YEAR_ONE else ""
+            claimed = (
+                format_time(entry.updated_at) if entry and entry.updated_at != YEAR_ONE else ""
+            )
             line += [
                 str(entry.slot) if entry and entry.deployment else "",
                 row.configmap,

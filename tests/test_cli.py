@@ -1,0 +1,337 @@
+"""kubectl cocoon against the emulator: what each command shows, what it writes, and that a
+write racing mutate loses nothing (the guard is the resourceVersion, as for the webhooks).
+
+Table outputs are compared with goldens in tests/golden/ (`UPDATE_GOLDEN=1` rewrites them).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+
+from common import cli
+from common.affinity import AffinityStore
+from common.decisions import mutate as pods
+from common.kube import ClientKubeApi, ConfigMap, KubeApi
+from common.pod import decode_pod
+from common.reservation import Reservation, decode, encode
+from tests.cluster import add_node, add_running_pod, cocoon_pod
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
+SYSTEM = "cocoon-system"
+LABELS = {"app.kubernetes.io/managed-by": "cocoon-webhook"}
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def entry(
+    namespace: str,
+    pod: str,
+    node: str,
+    *,
+    pool: str = "default",
+    deployment: str = "",
+    slot: int = 0,
+    claimed: timedelta = timedelta(hours=3),
+    missing: timedelta | None = None,
+) -> str:
+    vm = f"vk-{namespace}-{deployment}-{slot}" if deployment else f"vk-{namespace}-{pod}"
+    return encode(
+        Reservation(
+            pool=pool,
+            namespace=namespace,
+            deployment=deployment,
+            slot=slot,
+            vm_name=vm,
+            pod=pod,
+            node=node,
+            updated_at=NOW - claimed,
+            missing_since=None if missing is None else NOW - missing,
+        )
+    )
+
+
+def put_configmap(core: Any, name: str, pool: str, data: dict[str, str]) -> None:
+    body = {
+        "metadata": {"name": name, "labels": {**LABELS, "cocoonstack.io/pool": pool}},
+        "data": data,
+    }
+    core.create_namespaced_config_map(SYSTEM, body)
+
+
+def data_of(core: Any, name: str) -> dict[str, str]:
+    return dict(core.read_namespaced_config_map(name, SYSTEM).data or {})
+
+
+@pytest.fixture
+def core(emulator: Any) -> Any:
+    api = kubernetes.client.CoreV1Api(emulator.api_client())
+    api.create_namespace({"metadata": {"name": "team-a"}})
+    add_node(api, "cocoon-a")
+    add_node(api, "cocoon-b", ready=False)
+    add_node(api, "gpu-1", pool="gpu")
+    api.patch_node("cocoon-b", {"spec": {"unschedulable": True}})
+    return api
+
+
+@pytest.fixture
+def seeded(core: Any) -> Any:
+    """Every state at NOW: live, in flight, missing, missing past the grace, malformed; pool
+    `default` spans two ConfigMaps, as it may once pools are split."""
+    add_running_pod(core, "demo-abc12", "cocoon-a", namespace="team-a")
+    add_running_pod(core, "trainer", "gpu-1")
+    put_configmap(
+        core,
+        "cocoon-affinity-default",
+        "default",
+        {
+            "team-a.demo.0": entry("team-a", "demo-abc12", "cocoon-a", deployment="demo"),
+            "team-a.demo.1": entry(
+                "team-a", "demo-def34", "cocoon-b", deployment="demo", slot=1,
+                claimed=timedelta(seconds=5),
+            ),
+            "team-a.demo.2": entry(
+                "team-a", "demo-gone1", "cocoon-a", deployment="demo", slot=2,
+                claimed=timedelta(days=3), missing=timedelta(minutes=12),
+            ),
+        },
+    )  # fmt: skip
+    put_configmap(
+        core,
+        "cocoon-affinity-default-1",
+        "default",
+        {
+            "team-a._pod.solo": entry(
+                "team-a", "solo", "cocoon-a", claimed=timedelta(days=40),
+                missing=timedelta(hours=2),
+            ),
+            "team-a._pod.broken": "{oops",
+        },
+    )  # fmt: skip
+    put_configmap(
+        core,
+        "cocoon-affinity-gpu",
+        "gpu",
+        {"default._pod.trainer": entry("default", "trainer", "gpu-1", pool="gpu")},
+    )
+    return core
+
+
+def run(
+    emulator: Any, *argv: str, kube: KubeApi | None = None, now: datetime | None = NOW
+) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(
+        list(argv),
+        kube=kube or ClientKubeApi(emulator.kubeconfig),
+        env={"KUBECONFIG": emulator.kubeconfig},
+        out=out,
+        err=err,
+        now=(lambda: now) if now else (lambda: datetime.now(UTC)),
+    )
+    return code, out.getvalue(), err.getvalue()
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def test_reservations_table_shows_every_state(emulator: Any, seeded: Any) -> None:
+    code, out, _ = run(emulator, "reservations", "-A")
+    assert code == 0
+    golden("cli_reservations.txt", out)
+
+
+def test_reservations_wide(emulator: Any, seeded: Any) -> None:
+    code, out, _ = run(emulator, "res", "-A", "-o", "wide")
+    assert code == 0
+    golden("cli_reservations_wide.txt", out)
+
+
+def test_reservations_filters(emulator: Any, seeded: Any) -> None:
+    def keys(*argv: str) -> list[str]:
+        code, out, _ = run(emulator, "res", "-o", "json", *argv)
+        assert code == 0
+        return [item["key"] for item in json.loads(out)["items"]]
+
+    assert keys("-A", "--state", "missing") == ["team-a._pod.solo", "team-a.demo.2"]
+    assert keys("-A", "--state", "malformed") == ["team-a._pod.broken"]
+    assert keys("-A", "--node", "gpu-1") == ["default._pod.trainer"]
+    assert keys("-A", "--pool", "gpu") == ["default._pod.trainer"]
+    assert keys("-n", "team-a", "--state", "live") == ["team-a.demo.0"]
+    # Without -n or -A, the kubeconfig context's namespace, as kubectl: `default` here.
+    assert keys() == ["default._pod.trainer"]
+
+
+def test_reservations_json_and_yaml_carry_the_entry(emulator: Any, seeded: Any) -> None:
+    _, out, _ = run(emulator, "res", "-A", "--state", "missing", "-o", "json")
+    items = json.loads(out)["items"]
+    assert items[1] == {
+        "pool": "default",
+        "configMap": "cocoon-affinity-default",
+        "key": "team-a.demo.2",
+        "state": "missing",
+        "due": False,
+        "namespace": "team-a",
+        "deployment": "demo",
+        "slot": 2,
+        "vmName": "vk-team-a-demo-2",
+        "pod": "demo-gone1",
+        "node": "cocoon-a",
+        "updatedAt": "2026-12-03T12:00:00Z",
+        "missingSince": "2026-12-06T11:48:00Z",
+    }
+    assert items[0]["due"] is True  # missing for 2h, past the 30m grace
+    _, text, _ = run(emulator, "res", "-A", "--state", "missing", "-o", "yaml")
+    assert yaml.safe_load(text) == {"items": items}
+
+
+def test_pools_table(emulator: Any, seeded: Any) -> None:
+    code, out, _ = run(emulator, "pools")
+    assert code == 0
+    golden("cli_pools.txt", out)
+    _, text, _ = run(emulator, "pools", "-o", "json")
+    default = json.loads(text)["items"][0]
+    assert [cm["name"] for cm in default["configMaps"]] == [
+        "cocoon-affinity-default",
+        "cocoon-affinity-default-1",
+    ]
+    assert default["entries"] == 5
+    assert default["nodes"][1] == {
+        "name": "cocoon-b", "vms": 1, "inPool": True, "ready": False, "cordoned": True
+    }  # fmt: skip
+
+
+def test_bad_arguments_and_api_errors_get_one_line(emulator: Any, seeded: Any) -> None:
+    code, _, err = run(emulator, "release")
+    assert (code, err) == (1, "error: give one entry: release KEY, or release --vm NAME\n")
+    emulator.fault("GET", "/api/v1/namespaces/cocoon-system/configmaps", status=503)
+    code, _, err = run(emulator, "res", "-A")
+    assert code == 1
+    assert err.startswith("error: list configmaps cocoon-system: 503 ServiceUnavailable")
+    assert err.count("\n") == 1
+
+
+# --- release -------------------------------------------------------------------------------------
+
+
+def test_release_refuses_a_live_entry_unless_forced(emulator: Any, seeded: Any) -> None:
+    before = data_of(seeded, "cocoon-affinity-default")
+    code, _, err = run(emulator, "release", "team-a.demo.0")
+    assert code == 1
+    assert "its pod is live" in err and "--force" in err
+    code, _, err = run(emulator, "release", "team-a.demo.1")  # in flight: maybe not listed yet
+    assert code == 1 and "its pod is in-flight" in err
+    assert data_of(seeded, "cocoon-affinity-default") == before
+
+    code, out, _ = run(emulator, "release", "team-a.demo.0", "--force")
+    assert code == 0 and out.startswith("released default/team-a.demo.0")
+    after = data_of(seeded, "cocoon-affinity-default")
+    assert after == {k: v for k, v in before.items() if k != "team-a.demo.0"}
+
+
+def test_release_by_vm_name_and_dry_run(emulator: Any, seeded: Any) -> None:
+    before = data_of(seeded, "cocoon-affinity-default-1")
+    code, out, _ = run(emulator, "release", "--vm", "vk-team-a-solo", "--dry-run")
+    assert code == 0 and "would release default/team-a._pod.solo" in out
+    assert data_of(seeded, "cocoon-affinity-default-1") == before
+    code, _, _ = run(emulator, "release", "--vm", "vk-team-a-solo")
+    assert code == 0
+    assert data_of(seeded, "cocoon-affinity-default-1") == {
+        "team-a._pod.broken": before["team-a._pod.broken"]
+    }
+    code, _, err = run(emulator, "release", "--vm", "vk-team-a-solo")
+    assert (code, err) == (1, "error: no reservation with VM vk-team-a-solo\n")
+
+
+class Interleaved:
+    """A KubeApi that runs `before_put` just before its first ConfigMap PUT: a webhook writing
+    between the command's read and its write, the window the resourceVersion guard covers."""
+
+    def __init__(self, inner: KubeApi, before_put: Callable[[], None]) -> None:
+        self._inner = inner
+        self._before_put: Callable[[], None] | None = before_put
+        self.puts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def replace_configmap(self, configmap: ConfigMap, timeout: float) -> ConfigMap:
+        self.puts += 1
+        hook, self._before_put = self._before_put, None
+        if hook is not None:
+            hook()
+        return self._inner.replace_configmap(configmap, timeout)
+
+
+def reserve(kube: KubeApi, pod: dict[str, Any]) -> pods.Draft:
+    """One mutate admission through the real store (group commit, guarded writes)."""
+    store = AffinityStore(kube, timedelta(seconds=30), clock=lambda: datetime.now(UTC))
+    meta = pod["metadata"]
+    intent = pods.plan("CREATE", "Pod", meta["namespace"], "", decode_pod(pod))
+    assert isinstance(intent, pods.Intent)
+    result = store.reserve(intent, time.monotonic() + 20, dry_run=False)
+    assert isinstance(result, pods.Draft), result
+    return result
+
+
+def test_release_is_compare_and_delete(emulator: Any, seeded: Any) -> None:
+    """The entry is re-claimed between the read and the write: nothing is released."""
+    kube = ClientKubeApi(emulator.kubeconfig)
+
+    def reclaim() -> None:
+        stored = kube.get_configmap(SYSTEM, "cocoon-affinity-default", 10)
+        moved = replace(decode(stored.data["team-a.demo.2"]), pod="demo-new99", missing_since=None)
+        stored.data["team-a.demo.2"] = encode(moved)
+        kube.replace_configmap(stored, 10)
+
+    racing = Interleaved(kube, reclaim)
+    code, _, err = run(emulator, "release", "team-a.demo.2", kube=racing)
+    assert code == 1
+    assert err == (
+        "error: nothing released: entry team-a.demo.2 changed since it was read; "
+        "look again before releasing it\n"
+    )
+    assert decode(data_of(seeded, "cocoon-affinity-default")["team-a.demo.2"]).pod == "demo-new99"
+
+
+def test_release_racing_mutate_loses_no_reservation(emulator: Any, seeded: Any) -> None:
+    kube = ClientKubeApi(emulator.kubeconfig)
+    first: list[pods.Draft] = []
+    # One admission lands between the command's read and its PUT (a certain 409); a dozen
+    # more race it from threads.
+    racing = Interleaved(
+        kube, lambda: first.append(reserve(kube, cocoon_pod(name="first", namespace="team-a")))
+    )
+    with ThreadPoolExecutor(6) as threads:
+        futures = [
+            threads.submit(reserve, kube, cocoon_pod(name=f"racer-{i}", namespace="team-a"))
+            for i in range(12)
+        ]
+        code, _, err = run(emulator, "release", "team-a.demo.2", kube=racing, now=None)
+        reserved = first + [f.result() for f in futures]
+    assert code == 0, err
+    assert racing.puts >= 2  # the first PUT lost to mutate's write
+    data = data_of(seeded, "cocoon-affinity-default")
+    assert "team-a.demo.2" not in data
+    assert len(reserved) == 13
+    assert {d.key: encode(d.reservation) for d in reserved}.items() <= data.items()
+    assert {"team-a.demo.0", "team-a.demo.1"} <= set(data)

@@ -270,7 +270,12 @@ def cmd_sweep(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out.write(document([summary.to_json()], ctx.output))
     else:
         doc = summary.to_json()
-        ctx.out.write(table(list(doc), [[str(v).lower() for v in doc.values()]]))
+        headers = ["POOLS", "CHECKED", "MARKED", "CLEARED", "RELEASED", "MALFORMED", "ERRORS"]
+        cells = [str(doc[h.lower()]) for h in headers]
+        if summary.dry_run:
+            headers.append("DRY-RUN")
+            cells.append("true")
+        ctx.out.write(table(headers, [cells]))
     if not summary.listed:
         raise CliError("sweep failed: the affinity ConfigMaps could not be listed")
     return 1 if summary.errors else 0

@@ -113,20 +113,13 @@ def seeded(core: Any) -> Any:
                 "team-a", "demo-gone1", "cocoon-a", deployment="demo", slot=2,
                 claimed=timedelta(days=3), missing=timedelta(minutes=12),
             ),
-        },
-    )  # fmt: skip
-    put_configmap(
-        core,
-        "cocoon-affinity-default-1",
-        "default",
-        {
             "team-a._pod.solo": entry(
                 "team-a", "solo", "cocoon-a", claimed=timedelta(days=40),
                 missing=timedelta(hours=2),
             ),
-            "team-a._pod.broken": "{oops",
         },
     )  # fmt: skip
+    put_configmap(core, "cocoon-affinity-default-1", "default", {"team-a._pod.broken": "{oops"})
     put_configmap(
         core,
         "cocoon-affinity-gpu",
@@ -249,15 +242,14 @@ def test_release_refuses_a_live_entry_unless_forced(emulator: Any, seeded: Any) 
 
 
 def test_release_by_vm_name_and_dry_run(emulator: Any, seeded: Any) -> None:
-    before = data_of(seeded, "cocoon-affinity-default-1")
+    before = data_of(seeded, "cocoon-affinity-default")
     code, out, _ = run(emulator, "release", "--vm", "vk-team-a-solo", "--dry-run")
     assert code == 0 and "would release default/team-a._pod.solo" in out
-    assert data_of(seeded, "cocoon-affinity-default-1") == before
+    assert data_of(seeded, "cocoon-affinity-default") == before
     code, _, _ = run(emulator, "release", "--vm", "vk-team-a-solo")
     assert code == 0
-    assert data_of(seeded, "cocoon-affinity-default-1") == {
-        "team-a._pod.broken": before["team-a._pod.broken"]
-    }
+    del before["team-a._pod.solo"]
+    assert data_of(seeded, "cocoon-affinity-default") == before
     code, _, err = run(emulator, "release", "--vm", "vk-team-a-solo")
     assert (code, err) == (1, "error: no reservation with VM vk-team-a-solo\n")
 
@@ -335,3 +327,97 @@ def test_release_racing_mutate_loses_no_reservation(emulator: Any, seeded: Any) 
     assert len(reserved) == 13
     assert {d.key: encode(d.reservation) for d in reserved}.items() <= data.items()
     assert {"team-a.demo.0", "team-a.demo.1"} <= set(data)
+
+
+# --- unpin ---------------------------------------------------------------------------------------
+
+UNPINNED = ("team-a.demo.0", "team-a.demo.2")
+
+
+def test_unpin_dry_run_shows_and_warns_but_writes_nothing(emulator: Any, seeded: Any) -> None:
+    before = data_of(seeded, "cocoon-affinity-default")
+    code, out, err = run(emulator, "unpin", "--node", "cocoon-a", "--dry-run")
+    assert code == 0
+    assert "the disks of these 3 VMs stay on node cocoon-a" in err
+    assert "node cocoon-a is still schedulable in pool default" in err
+    assert out.endswith("would unpin 3 entries from node cocoon-a (dry run)\n")
+    assert out.count("   cocoon-a   ") == 3  # the table of entries that would change
+    assert data_of(seeded, "cocoon-affinity-default") == before
+
+
+def test_unpin_clears_only_the_node(emulator: Any, seeded: Any) -> None:
+    before = {
+        **data_of(seeded, "cocoon-affinity-default"),
+        **data_of(seeded, "cocoon-affinity-default-1"),
+    }
+    seeded.patch_node("cocoon-a", {"spec": {"unschedulable": True}})
+    code, out, err = run(emulator, "unpin", "--node", "cocoon-a")
+    assert code == 0
+    assert "stay on node cocoon-a" in err and "still schedulable" not in err
+    assert out.endswith("unpinned 3 entries from node cocoon-a\n")
+    after = {
+        **data_of(seeded, "cocoon-affinity-default"),
+        **data_of(seeded, "cocoon-affinity-default-1"),
+    }
+    for key in (*UNPINNED, "team-a._pod.solo"):
+        assert decode(after[key]) == replace(decode(before[key]), node="")
+    for key in ("team-a.demo.1", "team-a._pod.broken"):
+        assert after[key] == before[key]
+    # solo's replacement keeps its VM name and is placed anew, on the node that replaced
+    # cocoon-a, instead of being held to cocoon-a's disk.
+    add_node(seeded, "cocoon-c")
+    replacement = reserve(
+        ClientKubeApi(emulator.kubeconfig), cocoon_pod(name="solo", namespace="team-a")
+    )
+    assert (replacement.key, replacement.reservation.vm_name) == (
+        "team-a._pod.solo",
+        "vk-team-a-solo",
+    )
+    assert replacement.reservation.node == "cocoon-c"
+
+
+def test_unpin_racing_mutate_loses_nothing_and_misses_nothing(emulator: Any, seeded: Any) -> None:
+    kube = ClientKubeApi(emulator.kubeconfig)
+    first: list[pods.Draft] = []
+    # mutate pins a new pod to cocoon-a (the only Ready, schedulable node) between the
+    # command's read and its PUT; the command's retry must unpin that one too.
+    racing = Interleaved(
+        kube, lambda: first.append(reserve(kube, cocoon_pod(name="first", namespace="team-a")))
+    )
+    with ThreadPoolExecutor(6) as threads:
+        futures = [
+            threads.submit(reserve, kube, cocoon_pod(name=f"racer-{i}", namespace="team-a"))
+            for i in range(12)
+        ]
+        code, _, err = run(emulator, "unpin", "--node", "cocoon-a", kube=racing, now=None)
+        reserved = first + [f.result() for f in futures]
+    assert code == 0, err
+    assert racing.puts >= 2
+    assert first[0].reservation.node == "cocoon-a"
+    data = data_of(seeded, "cocoon-affinity-default")
+    for draft in reserved:
+        stored = decode(data[draft.key])
+        # Present whatever the order; pinned to cocoon-a only if it landed after the unpin.
+        assert replace(stored, node=draft.reservation.node) == draft.reservation
+    assert decode(data[first[0].key]).node == ""
+    for key in UNPINNED:
+        assert decode(data[key]).node == ""
+
+
+# --- sweep ---------------------------------------------------------------------------------------
+
+
+def test_sweep_dry_run_then_sweep(emulator: Any, seeded: Any) -> None:
+    before = data_of(seeded, "cocoon-affinity-default")
+    code, out, _ = run(emulator, "sweep", "--dry-run", "-o", "json")
+    assert code == 0
+    assert json.loads(out)["items"] == [
+        {"pools": 3, "checked": 6, "marked": 0, "cleared": 0, "released": 1, "malformed": 1,
+         "errors": 0, "dryRun": True}
+    ]  # fmt: skip
+    assert data_of(seeded, "cocoon-affinity-default") == before
+    code, out, _ = run(emulator, "sweep")
+    assert code == 0
+    golden("cli_sweep.txt", out)
+    del before["team-a._pod.solo"]  # missing past the grace; the rest wait or live
+    assert data_of(seeded, "cocoon-affinity-default") == before

@@ -195,6 +195,8 @@ def sweep(
     finally:
         metrics.SWEEPS_TOTAL.labels(result=result).inc()
         metrics.SWEEP_DURATION.observe(monotonic() - started)
+        if result == "success" and not dry_run:
+            metrics.LAST_SUCCESSFUL_SWEEP.set_to_current_time()
     _log.info(
         "sweep done" if summary.listed else "sweep failed: configmaps not listed",
         extra={**summary.to_json(), "durationMs": round((monotonic() - started) * 1000, 3)},

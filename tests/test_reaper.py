@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
-from common import naming, reaper, tick
+from common import metrics, naming, reaper, tick
 from common.config import Settings
 from common.kube import ConfigMap, KubeError, NotFound, Unreachable
 from common.reaper import NotACloudEvent, Summary, parse_event, serve_reap, sweep
@@ -548,3 +549,21 @@ def test_tick_without_an_answer_fails(capsys: pytest.CaptureFixture[str]) -> Non
 
     assert tick.main([f"http://127.0.0.1:{free_port()}/", "--timeout", "2"]) == 1
     assert "reap tick to" in capsys.readouterr().err
+
+
+def last_success() -> float | None:
+    return REGISTRY.get_sample_value("cocoon_webhook_reaper_last_success_timestamp_seconds")
+
+
+def test_last_success_is_stamped_by_successful_real_sweeps_only(kube: FakeKube) -> None:
+    add_pool(kube, "a", {"ns.demo.0": value("gone")})
+    metrics.LAST_SUCCESSFUL_SWEEP.set(0)
+    sweep(kube, SETTINGS, NOW, dry_run=True)
+    assert last_success() == 0
+    kube.script["list_configmaps"] = [Unreachable("list configmaps: connection refused")]
+    sweep(kube, SETTINGS, NOW)
+    assert last_success() == 0
+    before = time.time()
+    sweep(kube, SETTINGS, NOW)
+    stamp = last_success()
+    assert stamp is not None and before <= stamp <= time.time()

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run sandbox-check test lint format typecheck pytest bench clean
+.PHONY: help install run sandbox-check test lint format typecheck pytest bench clean debian-tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -18,18 +18,30 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the package with its dev tools
 
 SANDBOX ?= 1
+PROMETHEUS ?= 0
 
-run: $(STAMP) ## start the local sandbox (emulated API server + webhooks over TLS); SANDBOX=0: the server against KUBECONFIG
+run: $(STAMP) $(if $(filter 1,$(PROMETHEUS)),debian-tools) ## start the local sandbox (emulated API server + webhooks over TLS); SANDBOX=0: the server against KUBECONFIG; PROMETHEUS=1: also a Prometheus server scraping it
 ifeq ($(SANDBOX),0)
 	$(VENV)/bin/cocoon-webhook
 else
-	$(PY) -m tests.sandbox
+	$(PY) -m tests.sandbox $(if $(filter 1,$(PROMETHEUS)),--prometheus)
 endif
 
 sandbox-check: $(STAMP) ## start the sandbox, admit a pod, deny a scale-down, print OK, stop
 	$(PY) -m tests.sandbox --check
 
-test: lint typecheck pytest ## ruff lint + format check, mypy --strict, pytest
+test: lint typecheck debian-tools pytest ## ruff lint + format check, mypy --strict, pytest
+
+# promtool and prometheus (Debian package `prometheus`) for the monitoring tests. Installed when missing
+# and we may (root, apt-get); otherwise one line says so and those tests skip (they fail under CI=true).
+debian-tools:
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing the Debian package prometheus (promtool) for the monitoring tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "promtool not found and not installable here (needs root and apt-get): the monitoring tests skip"; \
+	  fi; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

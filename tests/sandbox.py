@@ -36,6 +36,8 @@ from typing import Any
 
 import yaml
 
+from tests import prometheus
+from tests.prometheus import PROMETHEUS_PORT
 from tests.kube_emulator.launcher import EmulatorProcess
 from tests.pki import KeyPair, issue, make_ca
 
@@ -530,7 +532,16 @@ def main(argv: list[str] | None = None) -> int:
         default=SANDBOX_DIR,
         help="where the kubeconfig, certificates and examples go",
     )
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help=f"also run a Prometheus server (Debian package `prometheus`) on "
+        f"127.0.0.1:{PROMETHEUS_PORT} scraping the webhook, with knative/monitoring's alerts",
+    )
     args = parser.parse_args(argv)
+    if args.prometheus and prometheus.binary("prometheus") is None:
+        print("prometheus not found: install the Debian package `prometheus`", file=sys.stderr)
+        return 1
     # SIGTERM unwinds like Ctrl-C, so the context manager stops what it started either way.
     # SIGINT is set too: a shell starts background jobs with it ignored, and Python then keeps
     # it ignored instead of raising KeyboardInterrupt.
@@ -558,8 +569,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"OK ({time.monotonic() - started:.1f}s)")
         return 0
     try:
-        with sandbox(args.dir, echo=True) as box:
+        with sandbox(args.dir, echo=True) as box, contextlib.ExitStack() as extras:
             print(instructions(box), flush=True)
+            if args.prometheus:
+                server = prometheus.PrometheusProcess.start(
+                    args.dir / "prometheus", [f"127.0.0.1:{box.metrics_port}"]
+                )
+                extras.callback(server.stop)
+                print(
+                    f"Prometheus (alerts loaded, scraping the webhook every 5s): {server.url}\n"
+                    f"  e.g. {server.url}/graph?g0.expr=cocoon_webhook_admission_total",
+                    flush=True,
+                )
             _watch(box)
     except KeyboardInterrupt:
         return 130

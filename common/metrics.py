@@ -52,8 +52,8 @@ SWEEP_DURATION = Histogram(
     "Wall time of one reaper sweep.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 240),
 )
-# The reap function scales to zero between sweeps, and a fresh process's counter starts with the
-# sweep already counted, which `increase()` cannot see; a timestamp survives that in a max_over_time.
+# The reap function scales to zero between sweeps, and a fresh process's counter starts with its
+# sweep already counted, which `increase()` cannot see; a timestamp survives in max_over_time.
 LAST_SUCCESSFUL_SWEEP = Gauge(
     "cocoon_webhook_reaper_last_success_timestamp_seconds",
     "Unix time at which this process's last successful (not dry-run) sweep ended.",

@@ -37,9 +37,9 @@ from typing import Any
 import yaml
 
 from tests import prometheus
-from tests.prometheus import PROMETHEUS_PORT
 from tests.kube_emulator.launcher import EmulatorProcess
 from tests.pki import KeyPair, issue, make_ca
+from tests.prometheus import PROMETHEUS_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_DIR = ROOT / ".sandbox"

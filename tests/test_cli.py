@@ -284,6 +284,25 @@ def reserve(kube: KubeApi, pod: dict[str, Any]) -> pods.Draft:
     return result
 
 
+def race_with_mutate(emulator: Any, *argv: str) -> tuple[int, str, list[pods.Draft], int]:
+    """Run the command while mutate admits 13 pods of pool default: the first lands between the
+    command's read and its PUT (a certain 409), a dozen more race it from threads. Returns the
+    exit code, stderr, the drafts stored (the first one first) and the command's PUTs."""
+    kube = ClientKubeApi(emulator.kubeconfig)
+    first: list[pods.Draft] = []
+    racing = Interleaved(
+        kube, lambda: first.append(reserve(kube, cocoon_pod(name="first", namespace="team-a")))
+    )
+    with ThreadPoolExecutor(6) as threads:
+        futures = [
+            threads.submit(reserve, kube, cocoon_pod(name=f"racer-{i}", namespace="team-a"))
+            for i in range(12)
+        ]
+        code, _, err = run(emulator, *argv, kube=racing, now=None)
+        reserved = first + [f.result() for f in futures]
+    return code, err, reserved, racing.puts
+
+
 def test_release_is_compare_and_delete(emulator: Any, seeded: Any) -> None:
     """The entry is re-claimed between the read and the write: nothing is released."""
     kube = ClientKubeApi(emulator.kubeconfig)
@@ -305,22 +324,9 @@ def test_release_is_compare_and_delete(emulator: Any, seeded: Any) -> None:
 
 
 def test_release_racing_mutate_loses_no_reservation(emulator: Any, seeded: Any) -> None:
-    kube = ClientKubeApi(emulator.kubeconfig)
-    first: list[pods.Draft] = []
-    # One admission lands between the command's read and its PUT (a certain 409); a dozen
-    # more race it from threads.
-    racing = Interleaved(
-        kube, lambda: first.append(reserve(kube, cocoon_pod(name="first", namespace="team-a")))
-    )
-    with ThreadPoolExecutor(6) as threads:
-        futures = [
-            threads.submit(reserve, kube, cocoon_pod(name=f"racer-{i}", namespace="team-a"))
-            for i in range(12)
-        ]
-        code, _, err = run(emulator, "release", "team-a.demo.2", kube=racing, now=None)
-        reserved = first + [f.result() for f in futures]
+    code, err, reserved, puts = race_with_mutate(emulator, "release", "team-a.demo.2")
     assert code == 0, err
-    assert racing.puts >= 2  # the first PUT lost to mutate's write
+    assert puts >= 2  # the first PUT lost to mutate's write
     data = data_of(seeded, "cocoon-affinity-default")
     assert "team-a.demo.2" not in data
     assert len(reserved) == 13
@@ -376,22 +382,12 @@ def test_unpin_clears_only_the_node(emulator: Any, seeded: Any) -> None:
 
 
 def test_unpin_racing_mutate_loses_nothing_and_misses_nothing(emulator: Any, seeded: Any) -> None:
-    kube = ClientKubeApi(emulator.kubeconfig)
-    first: list[pods.Draft] = []
-    # mutate pins a new pod to cocoon-a (the only Ready, schedulable node) between the
+    # mutate pins the first pod to cocoon-a (the only Ready, schedulable node) between the
     # command's read and its PUT; the command's retry must unpin that one too.
-    racing = Interleaved(
-        kube, lambda: first.append(reserve(kube, cocoon_pod(name="first", namespace="team-a")))
-    )
-    with ThreadPoolExecutor(6) as threads:
-        futures = [
-            threads.submit(reserve, kube, cocoon_pod(name=f"racer-{i}", namespace="team-a"))
-            for i in range(12)
-        ]
-        code, _, err = run(emulator, "unpin", "--node", "cocoon-a", kube=racing, now=None)
-        reserved = first + [f.result() for f in futures]
+    code, err, reserved, puts = race_with_mutate(emulator, "unpin", "--node", "cocoon-a")
+    first = reserved[:1]
     assert code == 0, err
-    assert racing.puts >= 2
+    assert puts >= 2
     assert first[0].reservation.node == "cocoon-a"
     data = data_of(seeded, "cocoon-affinity-default")
     for draft in reserved:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -416,3 +418,34 @@ def test_sweep_dry_run_then_sweep(emulator: Any, seeded: Any) -> None:
     golden("cli_sweep.txt", out)
     del before["team-a._pod.solo"]  # missing past the grace; the rest wait or live
     assert data_of(seeded, "cocoon-affinity-default") == before
+
+
+# --- as kubectl runs it ---------------------------------------------------------------------------
+
+
+def test_kubectl_runs_the_installed_plugin(emulator: Any, seeded: Any, tmp_path: Path) -> None:
+    """`kubectl cocoon` finds the console script on PATH, which honours KUBECONFIG and a
+    --context whose namespace is the default for -n."""
+    config = yaml.safe_load(Path(emulator.kubeconfig).read_text())
+    context = config["contexts"][0]
+    config["contexts"].append(
+        {"name": "team", "context": {**context["context"], "namespace": "team-a"}}
+    )
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def kubectl(*argv: str) -> list[str]:
+        done = subprocess.run(
+            [str(bin_dir / "kubectl"), "cocoon", *argv],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return [item["key"] for item in json.loads(done.stdout)["items"]]
+
+    assert kubectl("res", "-o", "json") == ["default._pod.trainer"]
+    assert kubectl("res", "-o", "json", "--context", "team", "--state", "live") == ["team-a.demo.0"]
+    assert kubectl("--context", "team", "res", "-o", "json", "-n", "default") == [
+        "default._pod.trainer"
+    ]

@@ -36,6 +36,7 @@ from common.operator_view import (
     document,
     pool_item,
     pools_table,
+    render,
     reservation_item,
     reservations_table,
     table,
@@ -180,6 +181,13 @@ def _describe(row: operator.Row) -> str:
     )
 
 
+_PROTECTED_BECAUSE = {
+    operator.State.LIVE: "its pod exists",
+    operator.State.IN_FLIGHT: "it was claimed moments ago, its pod may not be listed yet",
+    operator.State.UNKNOWN: "its namespace's pods could not be listed",
+}
+
+
 def cmd_release(ctx: Context, args: argparse.Namespace) -> int:
     if (args.key is None) == (args.vm is None):
         raise CliError("give one entry: release KEY, or release --vm NAME")
@@ -197,8 +205,8 @@ def cmd_release(ctx: Context, args: argparse.Namespace) -> int:
     row = found[0]
     if row.protected and not args.force:
         raise CliError(
-            f"{_describe(row)}: its pod is {row.state}; releasing it would let another pod take "
-            "this VM name. Pass --force to release it anyway"
+            f"{_describe(row)}: {_PROTECTED_BECAUSE[row.state]}; releasing it would let another "
+            "pod take this VM name. Pass --force to release it anyway"
         )
     if args.dry_run:
         ctx.out.write(f"would release {_describe(row)} from {row.configmap} (dry run)\n")
@@ -267,7 +275,8 @@ def cmd_unpin(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_sweep(ctx: Context, args: argparse.Namespace) -> int:
     summary = sweep(ctx.kube, ctx.settings, ctx.now(), dry_run=args.dry_run)
     if ctx.output in ("json", "yaml"):
-        ctx.out.write(document([summary.to_json()], ctx.output))
+        # The reap function's reply body, as the CronJob sees it.
+        ctx.out.write(render(summary.to_json(), ctx.output))
     else:
         doc = summary.to_json()
         headers = ["POOLS", "CHECKED", "MARKED", "CLEARED", "RELEASED", "MALFORMED", "ERRORS"]

@@ -178,7 +178,11 @@ def pool_item(summary: PoolSummary) -> dict[str, Any]:
 
 def document(items: list[dict[str, Any]], output: str) -> str:
     """`-o json` or `-o yaml` of a list, as `{"items": [...]}` so tools can pipe it to jq."""
-    doc = {"items": items}
+    return render({"items": items}, output)
+
+
+def render(doc: dict[str, Any], output: str) -> str:
+    """One object as `json` (indented) or `yaml`."""
     if output == "json":
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

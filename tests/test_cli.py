@@ -27,6 +27,7 @@ from common import cli
 from common.affinity import AffinityStore
 from common.decisions import mutate as pods
 from common.kube import ClientKubeApi, ConfigMap, KubeApi
+from common.operator_view import human_duration
 from common.pod import decode_pod
 from common.reservation import Reservation, decode, encode
 from tests.cluster import add_node, add_running_pod, cocoon_pod
@@ -148,6 +149,17 @@ def run(
 # --- reading ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(-5, "<invalid>"), (-1, "0s"), (0, "0s"), (119, "119s"), (120, "2m"), (125, "2m5s"),
+     (600, "10m"), (10_799, "179m"), (10_800, "3h"), (4 * 3600 + 120, "4h2m"), (8 * 3600, "8h"),
+     (47 * 3600, "47h"), (49 * 3600, "2d1h"), (8 * 86400, "8d"), (800 * 86400, "2y70d"),
+     (9 * 365 * 86400, "9y")],
+)  # fmt: skip
+def test_ages_read_as_kubectl_prints_them(seconds: int, text: str) -> None:
+    assert human_duration(timedelta(seconds=seconds)) == text
+
+
 def test_reservations_table_shows_every_state(emulator: Any, seeded: Any) -> None:
     code, out, _ = run(emulator, "reservations", "-A")
     assert code == 0
@@ -231,9 +243,13 @@ def test_release_refuses_a_live_entry_unless_forced(emulator: Any, seeded: Any) 
     before = data_of(seeded, "cocoon-affinity-default")
     code, _, err = run(emulator, "release", "team-a.demo.0")
     assert code == 1
-    assert "its pod is live" in err and "--force" in err
-    code, _, err = run(emulator, "release", "team-a.demo.1")  # in flight: maybe not listed yet
-    assert code == 1 and "its pod is in-flight" in err
+    assert err == (
+        "error: default/team-a.demo.0 (vm vk-team-a-demo-0, pod team-a/demo-abc12, node cocoon-a, "
+        "live): its pod exists; releasing it would let another pod take this VM name. "
+        "Pass --force to release it anyway\n"
+    )
+    code, _, err = run(emulator, "release", "team-a.demo.1")
+    assert code == 1 and "it was claimed moments ago, its pod may not be listed yet" in err
     assert data_of(seeded, "cocoon-affinity-default") == before
 
     code, out, _ = run(emulator, "release", "team-a.demo.0", "--force")
@@ -408,10 +424,10 @@ def test_sweep_dry_run_then_sweep(emulator: Any, seeded: Any) -> None:
     before = data_of(seeded, "cocoon-affinity-default")
     code, out, _ = run(emulator, "sweep", "--dry-run", "-o", "json")
     assert code == 0
-    assert json.loads(out)["items"] == [
-        {"pools": 3, "checked": 6, "marked": 0, "cleared": 0, "released": 1, "malformed": 1,
-         "errors": 0, "dryRun": True}
-    ]  # fmt: skip
+    assert json.loads(out) == {
+        "pools": 3, "checked": 6, "marked": 0, "cleared": 0, "released": 1, "malformed": 1,
+        "errors": 0, "dryRun": True,
+    }  # fmt: skip
     assert data_of(seeded, "cocoon-affinity-default") == before
     code, out, _ = run(emulator, "sweep")
     assert code == 0

@@ -121,7 +121,15 @@ def seeded(core: Any) -> Any:
             ),
         },
     )  # fmt: skip
-    put_configmap(core, "cocoon-affinity-default-1", "default", {"team-a._pod.broken": "{oops"})
+    put_configmap(
+        core,
+        "cocoon-affinity-default-1",
+        "default",
+        {
+            "team-a._pod.broken": "{oops",
+            "team-a._pod.other": entry("team-a", "other", "cocoon-a", claimed=timedelta(days=2)),
+        },
+    )
     put_configmap(
         core,
         "cocoon-affinity-gpu",
@@ -178,7 +186,11 @@ def test_reservations_filters(emulator: Any, seeded: Any) -> None:
         assert code == 0
         return [item["key"] for item in json.loads(out)["items"]]
 
-    assert keys("-A", "--state", "missing") == ["team-a._pod.solo", "team-a.demo.2"]
+    assert keys("-A", "--state", "missing") == [
+        "team-a._pod.other",
+        "team-a._pod.solo",
+        "team-a.demo.2",
+    ]
     assert keys("-A", "--state", "malformed") == ["team-a._pod.broken"]
     assert keys("-A", "--node", "gpu-1") == ["default._pod.trainer"]
     assert keys("-A", "--pool", "gpu") == ["default._pod.trainer"]
@@ -190,7 +202,7 @@ def test_reservations_filters(emulator: Any, seeded: Any) -> None:
 def test_reservations_json_and_yaml_carry_the_entry(emulator: Any, seeded: Any) -> None:
     _, out, _ = run(emulator, "res", "-A", "--state", "missing", "-o", "json")
     items = json.loads(out)["items"]
-    assert items[1] == {
+    assert items[2] == {
         "pool": "default",
         "configMap": "cocoon-affinity-default",
         "key": "team-a.demo.2",
@@ -205,7 +217,8 @@ def test_reservations_json_and_yaml_carry_the_entry(emulator: Any, seeded: Any) 
         "updatedAt": "2026-12-03T12:00:00Z",
         "missingSince": "2026-12-06T11:48:00Z",
     }
-    assert items[0]["due"] is True  # missing for 2h, past the 30m grace
+    assert "missingSince" not in items[0]  # not marked by the reaper yet
+    assert items[1]["due"] is True  # missing for 2h, past the 30m grace
     _, text, _ = run(emulator, "res", "-A", "--state", "missing", "-o", "yaml")
     assert yaml.safe_load(text) == {"items": items}
 
@@ -220,7 +233,7 @@ def test_pools_table(emulator: Any, seeded: Any) -> None:
         "cocoon-affinity-default",
         "cocoon-affinity-default-1",
     ]
-    assert default["entries"] == 5
+    assert default["entries"] == 6
     assert default["nodes"][1] == {
         "name": "cocoon-b", "vms": 1, "inPool": True, "ready": False, "cordoned": True
     }  # fmt: skip
@@ -269,6 +282,12 @@ def test_release_by_vm_name_and_dry_run(emulator: Any, seeded: Any) -> None:
     assert data_of(seeded, "cocoon-affinity-default") == before
     code, _, err = run(emulator, "release", "--vm", "vk-team-a-solo")
     assert (code, err) == (1, "error: no reservation with VM vk-team-a-solo\n")
+    # A malformed entry, in the pool's second ConfigMap, goes by its key.
+    spare = data_of(seeded, "cocoon-affinity-default-1")
+    code, out, _ = run(emulator, "release", "team-a._pod.broken")
+    assert code == 0 and out.startswith("released default/team-a._pod.broken (malformed:")
+    del spare["team-a._pod.broken"]
+    assert data_of(seeded, "cocoon-affinity-default-1") == spare
 
 
 class Interleaved:
@@ -354,17 +373,17 @@ def test_release_racing_mutate_loses_no_reservation(emulator: Any, seeded: Any) 
 
 # --- unpin ---------------------------------------------------------------------------------------
 
-UNPINNED = ("team-a.demo.0", "team-a.demo.2")
+UNPINNED = ("team-a.demo.0", "team-a.demo.2", "team-a._pod.solo", "team-a._pod.other")
 
 
 def test_unpin_dry_run_shows_and_warns_but_writes_nothing(emulator: Any, seeded: Any) -> None:
     before = data_of(seeded, "cocoon-affinity-default")
     code, out, err = run(emulator, "unpin", "--node", "cocoon-a", "--dry-run")
     assert code == 0
-    assert "the disks of these 3 VMs stay on node cocoon-a" in err
+    assert "the disks of these 4 VMs stay on node cocoon-a" in err
     assert "node cocoon-a is still schedulable in pool default" in err
-    assert out.endswith("would unpin 3 entries from node cocoon-a (dry run)\n")
-    assert out.count("   cocoon-a   ") == 3  # the table of entries that would change
+    assert out.endswith("would unpin 4 entries from node cocoon-a (dry run)\n")
+    assert out.count("   cocoon-a   ") == 4  # the table of entries that would change
     assert data_of(seeded, "cocoon-affinity-default") == before
 
 
@@ -377,12 +396,12 @@ def test_unpin_clears_only_the_node(emulator: Any, seeded: Any) -> None:
     code, out, err = run(emulator, "unpin", "--node", "cocoon-a")
     assert code == 0
     assert "stay on node cocoon-a" in err and "still schedulable" not in err
-    assert out.endswith("unpinned 3 entries from node cocoon-a\n")
+    assert out.endswith("unpinned 4 entries from node cocoon-a\n")
     after = {
         **data_of(seeded, "cocoon-affinity-default"),
         **data_of(seeded, "cocoon-affinity-default-1"),
     }
-    for key in (*UNPINNED, "team-a._pod.solo"):
+    for key in UNPINNED:
         assert decode(after[key]) == replace(decode(before[key]), node="")
     for key in ("team-a.demo.1", "team-a._pod.broken"):
         assert after[key] == before[key]
@@ -413,6 +432,7 @@ def test_unpin_racing_mutate_loses_nothing_and_misses_nothing(emulator: Any, see
         # Present whatever the order; pinned to cocoon-a only if it landed after the unpin.
         assert replace(stored, node=draft.reservation.node) == draft.reservation
     assert decode(data[first[0].key]).node == ""
+    data.update(data_of(seeded, "cocoon-affinity-default-1"))
     for key in UNPINNED:
         assert decode(data[key]).node == ""
 
@@ -425,7 +445,7 @@ def test_sweep_dry_run_then_sweep(emulator: Any, seeded: Any) -> None:
     code, out, _ = run(emulator, "sweep", "--dry-run", "-o", "json")
     assert code == 0
     assert json.loads(out) == {
-        "pools": 3, "checked": 6, "marked": 0, "cleared": 0, "released": 1, "malformed": 1,
+        "pools": 3, "checked": 7, "marked": 1, "cleared": 0, "released": 1, "malformed": 1,
         "errors": 0, "dryRun": True,
     }  # fmt: skip
     assert data_of(seeded, "cocoon-affinity-default") == before

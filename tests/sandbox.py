@@ -390,6 +390,10 @@ def write_examples(directory: Path) -> dict[str, Path]:
 def instructions(box: Sandbox) -> str:
     files = write_examples(box.directory)
     kubectl = f"{os.path.relpath(KUBECTL, Path.cwd())} --kubeconfig {box.kubeconfig}"
+    plugin = (
+        f"{os.path.relpath(KUBECTL.parent / 'kubectl-cocoon', Path.cwd())} "
+        f"--kubeconfig {box.kubeconfig}"
+    )
     columns = (
         "custom-columns=NAME:.metadata.name,VM:.metadata.annotations.vm\\.cocoonstack\\.io/name,"
         "NODE:.spec.nodeName"
@@ -409,6 +413,7 @@ def instructions(box: Sandbox) -> str:
             f"  {kubectl} create --validate=false -f {files['pod']}    # twice: slots 0, 1",
             f"  {kubectl} get pods -o '{columns}'",
             f"  {kubectl} -n cocoon-system get configmap cocoon-affinity-default -o yaml",
+            f"  {plugin} res -A    # kubectl cocoon (on PATH): the same, one row per VM",
             f"  {kubectl} scale deployment demo --replicas=1        # denied",
             f"  {kubectl} create --validate=false -f {files['cocoonset']}    # denied",
             f"  curl -s http://127.0.0.1:{box.metrics_port}/metrics | grep ^cocoon_webhook",

@@ -197,11 +197,13 @@ def cmd_release(ctx: Context, args: argparse.Namespace) -> int:
         key=args.key,
         vm_name=args.vm,
     )
+    if args.configmap is not None:
+        found = [r for r in found if r.configmap == args.configmap]
     if not found:
         raise CliError(f"no reservation {args.key or 'with VM ' + args.vm}")
     if len(found) > 1:
         names = ", ".join(f"{r.pool}/{r.key} in {r.configmap}" for r in found)
-        raise CliError(f"{len(found)} entries match ({names}); narrow it with --pool")
+        raise CliError(f"{len(found)} entries match ({names}); pick one with --configmap")
     row = found[0]
     if row.protected and not args.force:
         raise CliError(
@@ -329,6 +331,7 @@ def parser() -> argparse.ArgumentParser:
     )
     release.add_argument("key", nargs="?", help="the entry's key, e.g. team-a.demo.0")
     release.add_argument("--vm", help="the entry holding this VM name instead of a key")
+    release.add_argument("--configmap", help="where the same entry sits in two ConfigMaps")
     release.add_argument("--force", action="store_true", help="even if its pod is live")
     release.add_argument("--dry-run", action="store_true", help="show it, change nothing")
     release.set_defaults(run=cmd_release)

@@ -340,6 +340,25 @@ def race_with_mutate(emulator: Any, *argv: str) -> tuple[int, str, list[pods.Dra
     return code, err, reserved, racing.puts
 
 
+def test_release_asks_which_when_two_configmaps_hold_the_entry(emulator: Any, seeded: Any) -> None:
+    twin = data_of(seeded, "cocoon-affinity-default")["team-a.demo.2"]
+    seeded.patch_namespaced_config_map(
+        "cocoon-affinity-default-1", SYSTEM, {"data": {"team-a.demo.2": twin}}
+    )
+    code, _, err = run(emulator, "release", "team-a.demo.2")
+    assert (code, err) == (
+        1,
+        "error: 2 entries match (default/team-a.demo.2 in cocoon-affinity-default, "
+        "default/team-a.demo.2 in cocoon-affinity-default-1); pick one with --configmap\n",
+    )
+    code, _, _ = run(
+        emulator, "release", "team-a.demo.2", "--configmap", "cocoon-affinity-default-1"
+    )
+    assert code == 0
+    assert "team-a.demo.2" not in data_of(seeded, "cocoon-affinity-default-1")
+    assert data_of(seeded, "cocoon-affinity-default")["team-a.demo.2"] == twin
+
+
 def test_release_is_compare_and_delete(emulator: Any, seeded: Any) -> None:
     """The entry is re-claimed between the read and the write: nothing is released."""
     kube = ClientKubeApi(emulator.kubeconfig)

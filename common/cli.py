@@ -11,6 +11,7 @@ wrote meanwhile is overwritten, and a release whose entry changed since it was r
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -230,6 +231,12 @@ def _node_still_eligible(ctx: Context, node: str) -> str | None:
     return None
 
 
+def _unpin_plan(node: str, changed: list[str], data: dict[str, str]) -> dict[str, str]:
+    new, keys = operator.unpin(data, node)
+    changed[:] = keys
+    return new
+
+
 def cmd_unpin(ctx: Context, args: argparse.Namespace) -> int:
     node = args.node
     now = ctx.now()
@@ -256,14 +263,9 @@ def cmd_unpin(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     unpinned: list[str] = []
     for name in sorted({r.configmap for r in pinned}):
+        # The keys of the plan that was written: a retry after a 409 may unpin more.
         changed: list[str] = []
-
-        def plan(data: dict[str, str], changed: list[str] = changed) -> dict[str, str]:
-            new, keys = operator.unpin(data, node)
-            changed[:] = keys
-            return new
-
-        result = guarded_write(ctx.kube, name, plan)
+        result = guarded_write(ctx.kube, name, functools.partial(_unpin_plan, node, changed))
         if isinstance(result, operator.Stop):
             ctx.err.write(f"{name}: {result.reason}\n")
             continue

@@ -6,9 +6,11 @@ import base64
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -309,3 +311,24 @@ def test_unknown_fields_are_ignored(client: TestClient) -> None:
     body["extra"] = {"x": 1}
     body["request"]["userInfo"] = {"username": "admin"}
     assert response_of(client.post("/", json=body))["allowed"] is True
+
+
+def test_audit_keys_make_valid_annotations_under_every_webhook_name() -> None:
+    """The API server files `<webhook name>/<key>` only when that is a qualified name
+    (admission.Attributes.AddAnnotation's checkKeyFormat, which the emulator mirrors)."""
+    from common.decisions import mutate
+    from common.verdict import AUDIT_REASON
+    from tests.kube_emulator.admission import _audit_annotations
+
+    keys = [AUDIT_REASON, mutate.AUDIT_VM_NAME, mutate.AUDIT_NODE, mutate.AUDIT_SLOT,
+            mutate.AUDIT_POOL, mutate.AUDIT_KEY]  # fmt: skip
+    webhooks = Path(__file__).parents[1] / "knative" / "base" / "webhooks.yaml"
+    names = [
+        hook["name"]
+        for doc in yaml.safe_load_all(webhooks.read_text())
+        if doc
+        for hook in doc.get("webhooks", [])
+    ]
+    assert len(names) == 3
+    for name in names:
+        assert len(_audit_annotations(name, dict.fromkeys(keys, "x"))) == len(keys)

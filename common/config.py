@@ -232,6 +232,9 @@ DEFAULT_REAPER_INTERVAL: Final = "5m"
 DEFAULT_REAPER_GRACE: Final = "30m"
 DEFAULT_MUTATE_DEADLINE: Final = "3s"
 DEFAULT_INFLIGHT_WINDOW: Final = "30s"
+# Endpoints of a terminating pod take a few seconds to leave every client's view (EndpointSlice
+# controller, kube-proxy, the API server's service resolver); new connections keep coming meanwhile.
+DEFAULT_SHUTDOWN_DELAY: Final = "5s"
 
 
 class ConfigError(ValueError):
@@ -257,6 +260,7 @@ class Settings:
     reaper_grace_s: float
     mutate_deadline_s: float
     inflight_window_s: float
+    shutdown_delay_s: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -275,14 +279,20 @@ class Settings:
             except ValueError as error:
                 raise ConfigError(name, value, str(error)) from None
 
-        def duration(name: str, default: str, *, below: tuple[int, str] | None = None) -> int:
+        def duration(
+            name: str,
+            default: str,
+            *,
+            below: tuple[int, str] | None = None,
+            zero_ok: bool = False,
+        ) -> int:
             value = raw(name, default)
             try:
                 ns = parse_go_duration(value)
             except DurationError as error:
                 raise ConfigError(name, value, f"{error.reason} ({DURATION_FORM})") from None
-            if ns <= 0:
-                raise ConfigError(name, value, "must be > 0")
+            if ns < 0 or (ns == 0 and not zero_ok):
+                raise ConfigError(name, value, "must be >= 0" if zero_ok else "must be > 0")
             if below is not None and ns >= below[0]:
                 raise ConfigError(name, value, f"must be < {below[1]}")
             return ns
@@ -306,6 +316,7 @@ class Settings:
             DEFAULT_INFLIGHT_WINDOW,
             below=(grace, f"REAPER_GRACE ({format_go_duration(grace)})"),
         )
+        shutdown_delay = duration("SHUTDOWN_DELAY", DEFAULT_SHUTDOWN_DELAY, zero_ok=True)
         # gunicorn workers are processes: a second one would have its own client and readiness.
         workers = env.get("WORKERS") or ""
         if workers not in ("", "1"):
@@ -323,6 +334,7 @@ class Settings:
             reaper_grace_s=grace / SECOND,
             mutate_deadline_s=deadline / SECOND,
             inflight_window_s=window / SECOND,
+            shutdown_delay_s=shutdown_delay / SECOND,
         )
 
 

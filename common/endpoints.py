@@ -18,7 +18,7 @@ from common.config import Settings
 from common.decisions import mutate as pods
 from common.decisions import validate as workload
 from common.decisions import validate_cocoonset as cocoonset
-from common.health import always_ready, tracking
+from common.health import always_ready, reporting
 from common.kube import KubeApi, KubeError, NotFound
 from common.logs import get_logger
 from common.models import Review
@@ -77,7 +77,7 @@ def validate_endpoint(kube: KubeApi) -> Endpoint:
         handler="validate",
         paths=frozenset({"/", "/validate"}),
         decide=decide,
-        readiness=tracking(kube),
+        readiness=reporting(kube),
         on_unexpected=_fail_closed,
     )
 
@@ -154,6 +154,6 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
         handler="mutate",
         paths=frozenset({"/", "/mutate"}),
         decide=decide,
-        readiness=tracking(kube),
+        readiness=reporting(kube),
         on_unexpected=on_unexpected,
     )

@@ -44,7 +44,7 @@ from common.decisions.reap import (
     needed_namespaces,
     read_entries,
 )
-from common.health import tracking
+from common.health import reporting
 from common.kube import ConfigMap, Conflict, KubeApi, KubeError, NotFound
 from common.logs import get_logger
 from common.naming import (
@@ -429,7 +429,7 @@ async def serve_reap(
 ) -> Response:
     """GET probes and metrics on any path; POST `/` with a CloudEvent runs one sweep."""
 
-    probe = await serve_probes(request, tracking(kube))
+    probe = await serve_probes(request, reporting(kube))
     if probe is not None:
         return probe
     if request.url.path != "/":

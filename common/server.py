@@ -39,11 +39,12 @@ from starlette.types import Receive, Scope, Send
 from common import metrics, reaper, runtime
 from common.admission import Endpoint, Readiness, admit, method_not_allowed, not_found, serve_probes
 from common.config import SECOND, Settings, format_go_duration
-from common.health import tracking
+from common.health import READY, all_ready, reporting
 from common.kube import ClientKubeApi, KubeApi, KubeError
 from common.logs import ROOT_LOGGER, get_logger
 
-# SPEC 11.6: in-flight requests of both listeners share one budget after SIGTERM/SIGINT.
+# SPEC 11.6: in-flight requests of both listeners share one budget once the listeners close
+# (at SIGINT, or SHUTDOWN_DELAY after SIGTERM).
 SHUTDOWN_GRACE_S = 15.0
 # A pair that failed to load is retried this often (silently) while the files look unchanged:
 # a non-atomic rewrite can leave the same size and mtime on a half-written file.
@@ -405,11 +406,17 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
     executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix=IO_THREAD_PREFIX)
     loop.set_default_executor(executor)
 
-    readiness = tracking(prepared.kube)
+    stop_at: list[float] = []
+    closing_at: list[float] = []
+
+    async def not_stopping() -> tuple[bool, str]:
+        # Terminating: leave the Service's endpoints while still answering what arrives.
+        return (False, "not ready: shutting down") if stop_at else READY
+
+    readiness = all_ready(not_stopping, reporting(prepared.kube))
     webhook = _listener(AdmissionApp(prepared.endpoints, readiness), prepared.tls.context)
     metrics_listener = _listener(metrics_app, None)
     listeners = (webhook, metrics_listener)
-    stop_at: list[float] = []
     watchdogs: list[asyncio.Task[None]] = []
 
     async def drain(since: float) -> None:
@@ -432,21 +439,48 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
         for listener in listeners:
             listener.force_exit = True
 
+    def close() -> None:
+        if closing_at:
+            return
+        closing_at.append(time.monotonic())
+        for listener in listeners:
+            listener.should_exit = True
+        watchdogs.append(loop.create_task(drain(closing_at[0])))
+
+    async def close_after(delay: float) -> None:
+        await asyncio.sleep(delay)
+        _log.info("closing listeners", extra={"inFlight": _in_flight()})
+        close()
+
+    def _in_flight() -> int:
+        return sum(len(listener.server_state.tasks) for listener in listeners)
+
     def on_signal(signum: int) -> None:
         if stop_at:
             # A second signal: stop waiting for in-flight requests.
             _log.warning("second signal; not waiting for in-flight requests")
+            close()
             for listener in listeners:
                 listener.force_exit = True
             return
         stop_at.append(time.monotonic())
-        in_flight = sum(len(listener.server_state.tasks) for listener in listeners)
-        _log.info("stopping", extra={"signal": signal.Signals(signum).name, "inFlight": in_flight})
-        for listener in listeners:
-            listener.should_exit = True
+        # SIGTERM comes from the kubelet while the pod's endpoints are still being removed:
+        # keep accepting for SHUTDOWN_DELAY. SIGINT is someone at a terminal: stop now.
+        delay = prepared.settings.shutdown_delay_s if signum == signal.SIGTERM else 0.0
+        _log.info(
+            "stopping",
+            extra={
+                "signal": signal.Signals(signum).name,
+                "inFlight": _in_flight(),
+                "closeIn": format_go_duration(round(delay * SECOND)),
+            },
+        )
         if reaper_loop is not None:
             reaper_loop.stop()
-        watchdogs.append(loop.create_task(drain(stop_at[0])))
+        if delay > 0:
+            watchdogs.append(loop.create_task(close_after(delay)))
+        else:
+            close()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
@@ -481,7 +515,7 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
         task.cancel()
 
     stopping_since = stop_at[0] if stop_at else time.monotonic()
-    deadline = stopping_since + SHUTDOWN_GRACE_S
+    deadline = (closing_at[0] if closing_at else time.monotonic()) + SHUTDOWN_GRACE_S
     if reaper_loop is not None:
         reaper_loop.stop()
         if not reaper_loop.join(deadline - time.monotonic()):

@@ -211,6 +211,8 @@ def server_env(kubeconfig: str, pki: Pki, **overrides: str) -> dict[str, str]:
         LISTEN_ADDR="127.0.0.1:0",
         METRICS_ADDR="127.0.0.1:0",
         REAPER_INTERVAL="1m",
+        # No endpoints to leave here: stop at once (the drain test sets its own delay).
+        SHUTDOWN_DELAY="0s",
         PYTHONUNBUFFERED="1",
     )
     env.update(overrides)

@@ -307,6 +307,7 @@ def test_defaults() -> None:
         reaper_grace_s=1800.0,
         mutate_deadline_s=3.0,
         inflight_window_s=30.0,
+        shutdown_delay_s=5.0,
     )
 
 
@@ -321,6 +322,7 @@ _VARIABLES = (
     "REAPER_GRACE",
     "MUTATE_DEADLINE",
     "AFFINITY_INFLIGHT_WINDOW",
+    "SHUTDOWN_DELAY",
     "WORKERS",
 )
 _ALL_EMPTY = dict.fromkeys(_VARIABLES, "")
@@ -362,6 +364,8 @@ def test_empty_values_mean_defaults() -> None:
             3600.0,
             id="window-below-raised-grace",
         ),
+        pytest.param({"SHUTDOWN_DELAY": "0s"}, "shutdown_delay_s", 0.0, id="no-shutdown-delay"),
+        pytest.param({"SHUTDOWN_DELAY": "12s"}, "shutdown_delay_s", 12.0, id="shutdown-delay"),
         pytest.param({"WORKERS": "1"}, "kubeconfig", None, id="workers-one"),
     ],
 )
@@ -456,6 +460,11 @@ def test_from_env_reads(env: dict[str, str], field: str, value: Any) -> None:
             {"AFFINITY_INFLIGHT_WINDOW": "0s"},
             'invalid AFFINITY_INFLIGHT_WINDOW "0s": must be > 0',
             id="window-zero",
+        ),
+        pytest.param(
+            {"SHUTDOWN_DELAY": "-1s"},
+            'invalid SHUTDOWN_DELAY "-1s": must be >= 0',
+            id="shutdown-delay-negative",
         ),
         pytest.param(
             {"WORKERS": "2"},

@@ -131,7 +131,16 @@ def test_cocoonset_is_ready_without_an_api_server() -> None:
         assert (client.get("/readyz").status_code, client.get("/readyz").text) == (200, "ready")
 
 
-def test_validate_not_ready_without_an_api_server(tmp_path: Path) -> None:
+def api_reachable_sample(metrics_text: str) -> str | None:
+    for line in metrics_text.splitlines():
+        if line.startswith("cocoon_webhook_kube_api_reachable "):
+            return line.split()[1]
+    return None
+
+
+@pytest.mark.parametrize("target", ["validate", "mutate"])
+def test_ready_without_an_api_server_which_the_metrics_show(tmp_path: Path, target: str) -> None:
+    """An unreachable API must not take a replica out of rotation (docs/operations.md)."""
     kubeconfig = tmp_path / "config"
     port = free_port()  # nothing listens there
     kubeconfig.write_text(json.dumps({
@@ -140,10 +149,17 @@ def test_validate_not_ready_without_an_api_server(tmp_path: Path) -> None:
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
     }))  # fmt: skip
-    with function_client("validate", KUBECONFIG=str(kubeconfig)) as client:
+    with function_client(target, KUBECONFIG=str(kubeconfig)) as client:
         response = client.get("/readyz")
-        assert response.status_code == 503
-        assert response.text.startswith("not ready: kubernetes API unreachable (get version: ")
+        assert (response.status_code, response.text) == (200, "ready")
+        # The probe /readyz started in the background finds the API unreachable.
+        deadline = time.monotonic() + 30
+        while api_reachable_sample(client.get("/metrics").text) != "0.0":
+            assert time.monotonic() < deadline, "the API probe never reported"
+            time.sleep(0.05)
+        metrics = client.get("/metrics").text
+        assert "cocoon_webhook_kube_api_last_success_age_seconds +Inf" in metrics
+        assert client.get("/readyz").status_code == 200
 
 
 def test_bad_setting_stops_the_module_load() -> None:

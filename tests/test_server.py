@@ -28,7 +28,7 @@ import pytest
 from cryptography import x509
 
 from common.server import SHUTDOWN_GRACE_S, ReaperLoop
-from tests.helpers import COCOON_TOLERATION, patch_of, review, workload
+from tests.helpers import COCOON_TOLERATION, patch_of, review, scale, workload
 from tests.kube_emulator.launcher import EmulatorProcess
 from tests.sandbox import Pki, ServerExited, ServerProcess, server_env
 
@@ -324,7 +324,8 @@ def test_tls_12_and_13_accepted_and_11_refused(server: Server) -> None:
 # --- readiness -----------------------------------------------------------------------------------
 
 
-def test_listens_at_once_and_is_not_ready_without_the_api(tmp_path: Path, pki: Pki) -> None:
+def test_listens_at_once_and_stays_ready_without_the_api(tmp_path: Path, pki: Pki) -> None:
+    """A dead API server is logged and shown in metrics; it takes no replica out of rotation."""
     with socket.socket() as spare:
         spare.bind(("127.0.0.1", 0))
         dead = spare.getsockname()[1]  # nothing listens there once closed
@@ -337,9 +338,23 @@ def test_listens_at_once_and_is_not_ready_without_the_api(tmp_path: Path, pki: P
     }))  # fmt: skip
     with running(server_env(str(kubeconfig), pki), pki) as down:
         assert down.https("GET", "/healthz")[0::2] == (200, b"ok")
-        status, _, body = down.https("GET", "/readyz")
-        assert status == 503
-        assert body.startswith(b"not ready: kubernetes API unreachable (get version: ")
+        assert down.https("GET", "/readyz")[0::2] == (200, b"ready")
+        logged = down.process.wait_for_log(lambda e: e["msg"] == "kubernetes API unreachable", 30)
+        assert logged["level"] == "warn"
+        assert logged["error"].startswith("get version: ")
+        metrics = down.http_metrics("GET", "/metrics")[2].decode()
+        assert "cocoon_webhook_kube_api_reachable 0.0" in metrics
+        # validate still answers what needs no API: a scale-up, and a scale-down it must deny.
+        up = _admission(
+            down.https(
+                "POST", "/validate", review(scale(3), scale(1), kind="Scale", sub_resource="scale")
+            )
+        )
+        assert up["allowed"] is True
+        shrink = review(scale(1), scale(3), kind="Scale", sub_resource="scale")
+        denied = _admission(down.https("POST", "/validate", shrink))
+        assert denied["allowed"] is False
+        assert "cannot verify parent workload" in denied["status"]["message"]
 
 
 # --- certificate reload --------------------------------------------------------------------------
@@ -454,6 +469,40 @@ def test_sigterm_lets_in_flight_reviews_finish_then_exits_zero(
         ops = {op["path"]: op["value"] for op in patch_of(response)}
         vm_names.add(ops["/metadata/annotations/vm.cocoonstack.io~1name"])
     assert len(vm_names) == 4
+
+
+def test_reviews_sent_through_a_sigterm_are_all_answered(
+    cluster: EmulatorProcess, pki: Pki
+) -> None:
+    """SIGTERM arrives while the pod's endpoints are still being removed: for SHUTDOWN_DELAY the
+    server keeps accepting and answering on new connections (readiness already 503), then closes.
+    """
+    delay = 4.0
+    env = server_env(cluster.kubeconfig, pki, SHUTDOWN_DELAY="4s")
+    deny = review(workload(1, cocoon=True), workload(3, cocoon=True))
+    allow = review(workload(3), workload(1))
+    with running(env, pki) as live:
+        assert live.https("GET", "/readyz")[0::2] == (200, b"ready")
+        signalled = time.monotonic()
+        live.process.process.send_signal(signal.SIGTERM)
+        stopping = live.process.wait_for_log(lambda e: e["msg"] == "stopping", 5)
+        # Half the delay: the server closes no earlier than `delay` after it got the signal.
+        answered = []
+        for index in itertools.count():
+            if time.monotonic() - signalled >= delay / 2:
+                break
+            body = deny if index % 2 else allow
+            answered.append((index, _admission(live.https("POST", "/validate", body))))
+        ready = live.https("GET", "/readyz")
+        closing = live.process.wait_for_log(lambda e: e["msg"] == "closing listeners", 30)
+        code = live.process.process.wait(SHUTDOWN_GRACE_S + 5)
+    assert code == 0
+    assert stopping["closeIn"] == "4s"
+    assert ready[0::2] == (503, b"not ready: shutting down")
+    assert closing["inFlight"] == 0
+    assert len(answered) >= 2, "no review was sent during the delay"
+    for index, response in answered:
+        assert response["allowed"] is (index % 2 == 0), (index, response)
 
 
 @pytest.mark.slow

@@ -2,8 +2,10 @@
 (built from knative/standalone) pointing at the standalone server over verified TLS.
 
 What only this layer can show: pods created through the API with `generateName` are stored with
-their VM names and nodes, and the namespace exclusions keep the system namespaces working even
-when the webhook is down (no self-lockout, SPEC 12.3 / B11).
+their VM names and nodes, the namespace exclusions keep the system namespaces working even
+when the webhook is down (no self-lockout, SPEC 12.3 / B11), and the matchConditions (evaluated
+by the emulator with a real CEL runtime) keep everything but cocoon scale-downs away from the
+webhook, so that its outage blocks nothing else (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -172,3 +174,59 @@ def test_denials_reach_the_audit_log_with_their_reason(box: Sandbox, core: Any) 
     assert audited(box, "deployments", "audit-v", "demo") == {
         "workloads.validate.cocoonstack.io/reason": reason
     }
+
+
+def plain_deployment(name: str, replicas: int) -> dict[str, Any]:
+    deployment = demo_deployment(replicas=replicas)
+    deployment["metadata"]["name"] = name
+    del deployment["spec"]["template"]["spec"]["tolerations"]
+    return deployment
+
+
+def test_webhook_down_blocks_only_cocoon_scale_downs(tmp_path: Path) -> None:
+    with sandbox(tmp_path, preferred=(0, 0)) as down:
+        api_client = down.emulator.api_client()
+        core, apps = (
+            kubernetes.client.CoreV1Api(api_client),
+            kubernetes.client.AppsV1Api(api_client),
+        )
+        apps.create_namespaced_deployment("default", plain_deployment("web", 2))
+        apps.create_namespaced_deployment("default", demo_deployment(replicas=3))
+        assert down.server.stop() == 0
+
+        # Any other workload rolls out and scales up (object and /scale) and down (object).
+        rollout = {"spec": {"template": {"spec": {"containers": [{"name": "agent",
+                                                                  "image": "web:2"}]}}}}  # fmt: skip
+        apps.patch_namespaced_deployment("web", "default", rollout)
+        apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 6}})
+        apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 9}})
+        apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 1}})
+        web = apps.read_namespaced_deployment("web", "default")
+        assert (web.spec.replicas, web.spec.template.spec.containers[0].image) == (1, "web:2")
+        # A cocoon workload too, as long as it does not shrink.
+        apps.patch_namespaced_deployment("demo", "default", rollout)
+        apps.patch_namespaced_deployment_scale("demo", "default", {"spec": {"replicas": 4}})
+        # Pods that are not cocoon pods never wait for mutate either.
+        plain = core.create_namespaced_pod("default", {
+            "metadata": {"generateName": "web-"},
+            "spec": {"containers": [{"name": "web", "image": "web:2"}]},
+        })  # fmt: skip
+        assert plain.metadata.name.startswith("web-")
+
+        # What the webhook guards fails closed: a cocoon scale-down, by object or /scale. So
+        # does any shrinking /scale: a Scale carries no template to tell a cocoon parent by.
+        for shrink in (
+            lambda: apps.patch_namespaced_deployment("demo", "default", {"spec": {"replicas": 2}}),
+            lambda: apps.patch_namespaced_deployment_scale(
+                "demo", "default", {"spec": {"replicas": 2}}
+            ),
+            lambda: apps.patch_namespaced_deployment_scale(
+                "web", "default", {"spec": {"replicas": 0}}
+            ),
+        ):
+            with pytest.raises(ApiException) as refused:
+                shrink()
+            assert refused.value.status == 500
+            message = json.loads(refused.value.body)["message"]
+            assert 'failed calling webhook "workloads.validate.cocoonstack.io"' in message
+        assert apps.read_namespaced_deployment("demo", "default").spec.replicas == 4

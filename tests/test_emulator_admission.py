@@ -795,6 +795,61 @@ def test_object_selector_matches_new_or_old_labels(
 # --- answers -----------------------------------------------------------------------------------
 
 
+def test_match_conditions_decide_whether_the_webhook_is_called(
+    chain: AdmissionChain, store: FakeStore, webhook: WebhookServer, pki: dict[str, str]
+) -> None:
+    named = {"name": "named-web", "expression": "object.metadata.name == 'web'"}
+    create = {"name": "create", "expression": "request.operation == 'CREATE'"}
+    register(store, "validating", "a", hook("a.example.com", url_client(webhook, "/v", pki["ca"]),
+                                            matchConditions=[named, create]))  # fmt: skip
+    webhook.answers["/v"] = denying({"message": "no"})
+    with pytest.raises(AdmissionDenied):
+        admit_pod(chain, pod("web"))
+    assert len(webhook.reviews("/v")) == 1
+    # One condition false: not called at all, whatever the failure policy.
+    assert admit_pod(chain, pod("db")) == pod("db")
+    assert len(webhook.reviews("/v")) == 1
+
+
+@pytest.mark.parametrize("policy", ["Fail", "Ignore"])
+def test_match_condition_errors_follow_the_failure_policy(
+    chain: AdmissionChain,
+    store: FakeStore,
+    webhook: WebhookServer,
+    pki: dict[str, str],
+    policy: str,
+) -> None:
+    failing = {"name": "no-such-field", "expression": "object.spec.nodeName == 'x'"}
+    register(store, "validating", "a", _failing_hook(policy, url_client(webhook, "/v", pki["ca"]),
+                                                     matchConditions=[failing]))  # fmt: skip
+    if policy == "Ignore":
+        assert admit_pod(chain, pod()) == pod()
+    else:
+        with pytest.raises(AdmissionDenied) as caught:
+            admit_pod(chain, pod())
+        # Refused before any webhook is called, as ShouldCallHook refuses it.
+        assert (caught.value.code, caught.value.reason) == (403, "Forbidden")
+        assert caught.value.message.startswith(
+            "pods \"web\" is forbidden: expression 'object.spec.nodeName == 'x'' resulted in "
+            "error: "
+        )
+    assert webhook.reviews("/v") == []
+
+
+def test_a_false_condition_wins_over_an_error(
+    chain: AdmissionChain, store: FakeStore, webhook: WebhookServer, pki: dict[str, str]
+) -> None:
+    conditions = [
+        {"name": "errs", "expression": "object.spec.nodeName == 'x'"},
+        {"name": "false", "expression": "request.operation == 'DELETE'"},
+    ]
+    client = url_client(webhook, "/v", pki["ca"])
+    register(store, "validating", "a",
+             _failing_hook("Fail", client, matchConditions=conditions))  # fmt: skip
+    assert admit_pod(chain, pod()) == pod()
+    assert webhook.reviews("/v") == []
+
+
 def test_patches_apply_in_configuration_order_and_validation_sees_the_result(
     chain: AdmissionChain, store: FakeStore, webhook: WebhookServer, pki: dict[str, str]
 ) -> None:

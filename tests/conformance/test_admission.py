@@ -105,6 +105,48 @@ def test_webhook_url_must_be_https(api: client.ApiClient, ns: str) -> None:
     assert resp.status == 422
 
 
+def test_match_condition_must_compile(api: client.ApiClient, ns: str) -> None:
+    """matchConditions are compiled when the configuration is written: 422 on a syntax error,
+    and on an expression that is not boolean."""
+    for expression in ("object.metadata.name ==", "'a' + 'b'"):
+        body = webhook_config(_name(), ns, [rule(["nothings"], "conformance.example.com")])
+        body["webhooks"][0]["matchConditions"] = [{"name": "bad", "expression": expression}]
+        resp = raw(api, "POST", PATH, body=body)
+        assert resp.status == 422, expression
+        cause = resp.json()["details"]["causes"][0]
+        assert cause["field"] == "webhooks[0].matchConditions[0].expression", expression
+
+
+def test_match_conditions_skip_or_fail_the_webhook(
+    admreg: client.AdmissionregistrationV1Api, core: client.CoreV1Api, ns: str, vwc: list[str]
+) -> None:
+    """A false condition skips even an unreachable Fail webhook; an evaluation error (a field
+    read without has()) refuses the write under failurePolicy Fail (403, ShouldCallHook)."""
+    name = _name()
+    vwc.append(name)
+    only_blocked = {"name": "only-blocked", "expression": "object.metadata.name == 'blocked'"}
+    admreg.create_validating_webhook_configuration(
+        webhook_config(name, ns, [rule(["pods"])], failurePolicy="Fail",
+                       matchConditions=[only_blocked])
+    )  # fmt: skip
+    assert core.create_namespaced_pod(ns, pod("skipped")).metadata.name == "skipped"
+    with pytest.raises(client.ApiException) as exc:
+        core.create_namespaced_pod(ns, pod("blocked"))
+    assert exc.value.status == 500
+    errs = {"name": "errs", "expression": "object.spec.nodeName == 'x'"}
+    admreg.patch_validating_webhook_configuration(
+        name, [{"op": "replace", "path": "/webhooks/0/matchConditions", "value": [errs]}]
+    )
+    with pytest.raises(client.ApiException) as exc:
+        core.create_namespaced_pod(ns, pod("unscheduled"))
+    assert exc.value.status == 403
+    message = body_of(exc.value)["message"]
+    assert message.startswith(
+        "pods \"unscheduled\" is forbidden: expression 'object.spec.nodeName == 'x'' resulted in "
+        "error: "
+    ), message
+
+
 def test_pod_create_goes_through_the_webhook(
     admreg: client.AdmissionregistrationV1Api, core: client.CoreV1Api, ns: str, vwc: list[str]
 ) -> None:

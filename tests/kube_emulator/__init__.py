@@ -1,4 +1,5 @@
-"""A Kubernetes API server stand-in for tests: real REST semantics, standard library only.
+"""A Kubernetes API server stand-in for tests: real REST semantics, standard library only (plus a
+CEL runtime, cel-expr-python, loaded only for webhook matchConditions).
 
 Run `python -m tests.kube_emulator --port 0 --kubeconfig PATH [--tls CERT KEY] [--tls-ca CA]
 [--seed none|namespaces|sandbox] [--service-address ns/name=host:port ...]`; it listens on
@@ -29,13 +30,14 @@ Covered (SPEC 14):
 - validation (validation.py) and defaults of the served kinds; metadata.generation counting
   spec changes; custom resources validated and pruned by their structural schema (crd.py);
 - the admission chain (admission.py) on writes of pods, deployments, statefulsets (incl. their
-  /scale) and custom resources, after defaulting and before persisting;
+  /scale) and custom resources, after defaulting and before persisting, with webhook
+  matchConditions compiled on write and evaluated by a real CEL runtime (cel.py);
 - test controls under `/_emulator/` (control.py): request log, scripted faults, reset, compact.
 
 Out of scope: protobuf and CBOR (415 for such bodies), YAML bodies, server-side apply
 (application/apply-patch+yaml → 415), authentication, authorization and RBAC, aggregated APIs,
-conversion webhooks and conversion between CRD versions, CEL rules (x-kubernetes-validations,
-ValidatingAdmissionPolicy), built-in admission plugins beyond NamespaceLifecycle, controllers
+conversion webhooks and conversion between CRD versions, CEL rules other than matchConditions
+(x-kubernetes-validations, ValidatingAdmissionPolicy), built-in admission plugins beyond NamespaceLifecycle, controllers
 (no ReplicaSets or pods appear for a Deployment, nothing updates status), garbage collection
 (ownerReferences and propagationPolicy are stored, not acted on), managedFields, Table output,
 watch bookmarks, list consistency across continue pages (pages come from the current state).

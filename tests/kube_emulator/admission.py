@@ -19,12 +19,16 @@ Errors carry the API server's codes, reasons and messages:
 - a dry run reaching a webhook with `sideEffects` `Some` or `Unknown`: 400 BadRequest
   `admission webhook "<name>" does not support dry run`.
 
+matchConditions are evaluated with a real CEL runtime (`cel.py`, loaded only when a webhook has
+conditions) after the selectors: any condition false skips the webhook; an evaluation error
+skips it under `failurePolicy: Ignore` and refuses the write with 403 Forbidden under Fail.
+
 Warnings the webhooks return are kept per thread in `last_warnings` (the server reads them on
 the thread that called `admit`). Audit annotations go to `audit_events()`, one event per
 admitted or refused write, as the API server files them (admission.Attributes.AddAnnotation):
 each key becomes `<webhook name>/<key>`; one that is then no qualified name, or that would
 overwrite another value, is dropped. Left out: reinvocationPolicy IfNeeded (webhooks run once),
-matchConditions (CEL), conversion for matchPolicy Equivalent (the emulator serves one version
+the `authorizer` CEL variable, conversion for matchPolicy Equivalent (the emulator serves one version
 per resource, so Equivalent and Exact match the same requests), admissionReviewVersions other
 than v1, the rest of an audit event (users, stages, the patch annotations), client certificates
 towards webhooks.
@@ -326,12 +330,13 @@ class AdmissionChain:
             o is not None and object_selector.matches(_labels(o)) for o in (obj, req.old)
         ):
             return False
-        if namespace_selector.empty:
-            return True
-        # A cluster-scoped object other than a Namespace is never exempted by namespace.
-        if not req.namespace and req.resource != "namespaces":
-            return True
-        return namespace_selector.matches(self._namespace_labels(req, obj))
+        if not namespace_selector.empty and (req.namespace or req.resource == "namespaces"):
+            # (A cluster-scoped object other than a Namespace is never exempted by namespace.)
+            if not namespace_selector.matches(self._namespace_labels(req, obj)):
+                return False
+        if hook.spec.get("matchConditions"):
+            return _conditions_match(hook, req, obj)
+        return True
 
     def _namespace_labels(self, req: _Request, obj: dict[str, Any] | None) -> dict[str, str]:
         if (
@@ -561,6 +566,35 @@ def _review_request(uid: str, req: _Request, obj: dict[str, Any] | None) -> dict
             options["dryRun"] = ["All"]
         out["options"] = options
     return out
+
+
+def _conditions_match(hook: _Hook, req: _Request, obj: dict[str, Any] | None) -> bool:
+    """matchConditions (matchconditions.matcher, called from ShouldCallHook): any condition false
+    skips the webhook; otherwise evaluation errors skip it under failurePolicy Ignore and refuse
+    the write under Fail (403 Forbidden, before any webhook is called); all true calls it."""
+    # The CEL runtime is loaded only for webhooks that have conditions.
+    from tests.kube_emulator import cel
+
+    request = _review_request("", req, obj)
+    errors = []
+    for condition in hook.spec.get("matchConditions") or []:
+        expression = str(condition.get("expression", ""))
+        result = cel.evaluate(expression, request["object"], request["oldObject"], request)
+        if result is False:
+            return False
+        if isinstance(result, cel.CelEvalError):
+            errors.append(f"expression '{expression}' resulted in error: {result.message}")
+    if not errors:
+        return True
+    if hook.ignores_failures:
+        return False
+    # utilerrors.NewAggregate: one error as is, several (distinct) in brackets.
+    unique = list(dict.fromkeys(errors))
+    why = unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
+    resource = req.resource + (f".{req.group}" if req.group else "")
+    target = f'{resource} "{req.name}"' if req.name else resource
+    details = {"name": req.name, "group": req.group, "kind": req.resource}
+    raise AdmissionDenied(403, "Forbidden", f"{target} is forbidden: {why}", details)
 
 
 def _decode_reply(hook: _Hook, status: int, content_type: str, payload: bytes) -> Any:

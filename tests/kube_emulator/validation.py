@@ -56,6 +56,10 @@ def too_long(path: str, limit: int, unit: str = "bytes") -> Cause:
     return Cause("FieldValueTooLong", path, f"Too long: must have at most {limit} {unit}")
 
 
+def too_many(path: str, count: int, limit: int) -> Cause:
+    return Cause("FieldValueTooMany", path, f"Too many: {count}: must have at most {limit} items")
+
+
 def not_supported(path: str, value: Any, supported: list[str]) -> Cause:
     options = ", ".join(json.dumps(s) for s in supported)
     return Cause(
@@ -864,10 +868,45 @@ def validate_webhook_configuration(obj: Obj, old: Obj | None, mutating: bool) ->
                 out.append(
                     not_supported(f"{rp}.scope", rule.get("scope"), ["*", "Cluster", "Namespaced"])
                 )
+        out += validate_match_conditions(hook.get("matchConditions") or [], p + ".matchConditions")
         out += validate_label_selector(
             hook.get("namespaceSelector") or {}, p + ".namespaceSelector"
         )
         out += validate_label_selector(hook.get("objectSelector") or {}, p + ".objectSelector")
+    return out
+
+
+MAX_MATCH_CONDITIONS = 64
+
+
+def validate_match_conditions(conditions: list[Any], path: str) -> list[Cause]:
+    """Names unique qualified names, at most 64, each expression compiling to a bool: the
+    API server compiles the CEL when the configuration is written, not when it is used."""
+    out: list[Cause] = []
+    if len(conditions) > MAX_MATCH_CONDITIONS:
+        out.append(too_many(path, len(conditions), MAX_MATCH_CONDITIONS))
+    seen: set[str] = set()
+    for j, condition in enumerate(conditions):
+        cp = f"{path}[{j}]"
+        name = condition.get("name") or ""
+        if not name:
+            out.append(required(cp + ".name"))
+        else:
+            out += [invalid(cp + ".name", name, e) for e in qualified_name_errors(name)]
+            if name in seen:
+                out.append(duplicate(cp + ".name", name))
+            seen.add(name)
+        expression = condition.get("expression") or ""
+        if not expression:
+            out.append(required(cp + ".expression"))
+            continue
+        # The CEL runtime is loaded only for configurations that have conditions.
+        from tests.kube_emulator import cel
+
+        try:
+            cel.compile_condition(expression)
+        except cel.CelCompileError as error:
+            out.append(invalid(cp + ".expression", expression, f"compilation failed: {error}"))
     return out
 
 

@@ -195,8 +195,8 @@ def test_webhook_down_blocks_only_cocoon_scale_downs(tmp_path: Path) -> None:
         assert down.server.stop() == 0
 
         # Any other workload rolls out and scales up (object and /scale) and down (object).
-        rollout = {"spec": {"template": {"spec": {"containers": [{"name": "agent",
-                                                                  "image": "web:2"}]}}}}  # fmt: skip
+        image = {"containers": [{"name": "agent", "image": "web:2"}]}
+        rollout = {"spec": {"template": {"spec": image}}}
         apps.patch_namespaced_deployment("web", "default", rollout)
         apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 6}})
         apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 9}})

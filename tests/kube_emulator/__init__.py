@@ -37,8 +37,9 @@ Covered (SPEC 14):
 Out of scope: protobuf and CBOR (415 for such bodies), YAML bodies, server-side apply
 (application/apply-patch+yaml → 415), authentication, authorization and RBAC, aggregated APIs,
 conversion webhooks and conversion between CRD versions, CEL rules other than matchConditions
-(x-kubernetes-validations, ValidatingAdmissionPolicy), built-in admission plugins beyond NamespaceLifecycle, controllers
-(no ReplicaSets or pods appear for a Deployment, nothing updates status), garbage collection
-(ownerReferences and propagationPolicy are stored, not acted on), managedFields, Table output,
-watch bookmarks, list consistency across continue pages (pages come from the current state).
+(x-kubernetes-validations, ValidatingAdmissionPolicy), built-in admission plugins beyond
+NamespaceLifecycle, controllers (no ReplicaSets or pods appear for a Deployment, nothing updates
+status), garbage collection (ownerReferences and propagationPolicy are stored, not acted on),
+managedFields, Table output, watch bookmarks, list consistency across continue pages (pages come
+from the current state).
 """

@@ -28,10 +28,10 @@ the thread that called `admit`). Audit annotations go to `audit_events()`, one e
 admitted or refused write, as the API server files them (admission.Attributes.AddAnnotation):
 each key becomes `<webhook name>/<key>`; one that is then no qualified name, or that would
 overwrite another value, is dropped. Left out: reinvocationPolicy IfNeeded (webhooks run once),
-the `authorizer` CEL variable, conversion for matchPolicy Equivalent (the emulator serves one version
-per resource, so Equivalent and Exact match the same requests), admissionReviewVersions other
-than v1, the rest of an audit event (users, stages, the patch annotations), client certificates
-towards webhooks.
+the `authorizer` CEL variable, conversion for matchPolicy Equivalent (the emulator serves one
+version per resource, so Equivalent and Exact match the same requests), admissionReviewVersions
+other than v1, the rest of an audit event (users, stages, the patch annotations), client
+certificates towards webhooks.
 """
 
 from __future__ import annotations
@@ -330,10 +330,14 @@ class AdmissionChain:
             o is not None and object_selector.matches(_labels(o)) for o in (obj, req.old)
         ):
             return False
-        if not namespace_selector.empty and (req.namespace or req.resource == "namespaces"):
-            # (A cluster-scoped object other than a Namespace is never exempted by namespace.)
-            if not namespace_selector.matches(self._namespace_labels(req, obj)):
-                return False
+        # A cluster-scoped object other than a Namespace is never exempted by namespace.
+        scoped = bool(req.namespace) or req.resource == "namespaces"
+        if (
+            not namespace_selector.empty
+            and scoped
+            and not namespace_selector.matches(self._namespace_labels(req, obj))
+        ):
+            return False
         if hook.spec.get("matchConditions"):
             return _conditions_match(hook, req, obj)
         return True

@@ -75,7 +75,7 @@ def compile_condition(expression: str) -> Any:
         text = str(error).removeprefix("INVALID_ARGUMENT: ").removesuffix(" [INVALID_ARGUMENT]")
         raise CelCompileError(text) from None
     result = program.return_type()
-    if result != cel.Type.BOOL and result != cel.Type.DYN:
+    if result not in (cel.Type.BOOL, cel.Type.DYN):
         raise CelCompileError(f"must evaluate to bool, not {result.name()}")
     with _lock:
         _cache[expression] = program
@@ -83,7 +83,7 @@ def compile_condition(expression: str) -> Any:
 
 
 def request_variable(request: dict[str, Any]) -> dict[str, Any]:
-    """The `request` variable for an AdmissionRequest as a review carries it (empty fields omitted)."""
+    """The `request` variable for an AdmissionRequest as a review carries it (empties omitted)."""
     return {**_REQUEST_DEFAULTS, **request}
 
 

@@ -35,6 +35,9 @@ from cloudcoil.models.knative_serving.serving import v1 as serving_v1
 from cloudcoil.models.knative_serving.serving import v1beta1 as serving_v1beta1
 from pydantic import BaseModel
 
+from common.config import SECOND, parse_go_duration
+from common.server import SHUTDOWN_GRACE_S
+
 ROOT = Path(__file__).resolve().parents[1]
 KNATIVE = ROOT / "knative"
 KUSTOMIZATIONS = {
@@ -52,8 +55,9 @@ KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
 NAMESPACE = "cocoon-system"
 IMAGE_REPOSITORY = "ghcr.io/cocoonstack/cocoon-webhook"
 DEFAULT_DOMAIN = "cocoon-webhook.internal"
-DEFAULT_INGRESS_NAMESPACE = "kourier-system"
 HOST_PREFIXES = ("mutate", "validate", "validate-cocoonset")
+# Never sent to a webhook: the control plane, our own namespace, cert-manager, Knative Serving and
+# the documented namespaces of the three ingresses Knative supports (docs/operations.md).
 EXCLUDED_NAMESPACES = [
     "kube-system",
     "kube-node-lease",
@@ -61,6 +65,12 @@ EXCLUDED_NAMESPACES = [
     "cocoon-system",
     "cert-manager",
     "knative-serving",
+    "kourier-system",
+    "istio-system",
+    "istio-ingress",
+    "contour-external",
+    "contour-internal",
+    "projectcontour",
 ]
 NAMESPACE_KEY = "kubernetes.io/metadata.name"
 
@@ -77,6 +87,7 @@ BUILTIN_API_VERSIONS = {
     "batch/v1",
     "policy/v1",
     "rbac.authorization.k8s.io/v1",
+    "scheduling.k8s.io/v1",
     "admissionregistration.k8s.io/v1",
 }
 CUSTOM_MODELS: dict[tuple[str, str], type[BaseModel]] = {
@@ -94,6 +105,7 @@ CLUSTER_SCOPED = {
     "ClusterRole",
     "ClusterRoleBinding",
     "ClusterDomainClaim",
+    "PriorityClass",
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
 }
@@ -504,10 +516,36 @@ def test_every_webhook_excludes_the_system_namespaces(
                 {
                     "key": NAMESPACE_KEY,
                     "operator": "NotIn",
-                    "values": [*EXCLUDED_NAMESPACES, DEFAULT_INGRESS_NAMESPACE],
+                    "values": EXCLUDED_NAMESPACES,
                 }
             ]
         }, hook["name"]
+
+
+MATCH_CONDITION_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_every_webhook_has_match_conditions(built: dict[str, list[Obj]], install: str) -> None:
+    """What they evaluate to is tests/test_match_conditions.py's; here: present and well-formed."""
+    for _config, hook in Index(built[install]).webhooks():
+        conditions = hook.get("matchConditions")
+        assert conditions, hook["name"]
+        names = [c["name"] for c in conditions]
+        assert len(set(names)) == len(names), hook["name"]
+        for condition in conditions:
+            assert set(condition) == {"name", "expression"}
+            assert MATCH_CONDITION_NAME.fullmatch(condition["name"]), condition["name"]
+
+
+def test_both_installs_send_the_same_requests(knative: Index, standalone: Index) -> None:
+    def matching(index: Index) -> dict[str, Obj]:
+        return {
+            hook["name"]: {k: v for k, v in hook.items() if k != "clientConfig"}
+            for _config, hook in index.webhooks()
+        }
+
+    assert matching(knative) == matching(standalone)
 
 
 def test_mutate_skips_opted_out_pods(knative: Index) -> None:
@@ -578,20 +616,26 @@ def test_each_url_reaches_the_function_of_its_path(knative: Index) -> None:
         assert env_of(container)["FUNCTION_TARGET"] == PATH_TARGET[webhook_path(hook)], hook["name"]
 
 
-def test_domain_and_ingress_namespace_are_set_once(tmp_path: Path) -> None:
+def test_domain_and_exclusions_are_set_once(tmp_path: Path) -> None:
     tree = tmp_path / "knative"
     shutil.copytree(KNATIVE, tree)
     settings_file = tree / "base" / "settings.yaml"
-    settings = yaml.safe_load(settings_file.read_text())
-    assert settings["data"] == {
-        "domain": DEFAULT_DOMAIN,
-        "ingressNamespace": DEFAULT_INGRESS_NAMESPACE,
-    }
-    settings["data"] = {"domain": "hooks.example.test", "ingressNamespace": "contour-external"}
-    settings_file.write_text(yaml.safe_dump(settings))
+    domain, exclusions = yaml.safe_load_all(settings_file.read_text())
+    assert domain["data"] == {"domain": DEFAULT_DOMAIN}
+    assert exclusions["namespaces"] == EXCLUDED_NAMESPACES
+    domain["data"] = {"domain": "hooks.example.test"}
+    exclusions["namespaces"] = ["kube-system", "edge-ingress"]
+    settings_file.write_text(yaml.safe_dump_all([domain, exclusions]))
 
-    objects = kustomize(tree)
-    index = Index(objects)
+    for path in (tree, tree / "standalone"):
+        objects = kustomize(path)
+        index = Index(objects)
+        for _config, hook in index.webhooks():
+            values = hook["namespaceSelector"]["matchExpressions"][0]["values"]
+            assert values == ["kube-system", "edge-ingress"], hook["name"]
+        assert "istio-ingress" not in yaml.safe_dump_all(objects)
+
+    index = Index(kustomize(tree))
     hosts = {f"{prefix}.hooks.example.test" for prefix in HOST_PREFIXES}
     assert {m["metadata"]["name"] for m in index.of("DomainMapping")} == hosts
     assert {c["metadata"]["name"] for c in index.of("ClusterDomainClaim")} == hosts
@@ -599,11 +643,7 @@ def test_domain_and_ingress_namespace_are_set_once(tmp_path: Path) -> None:
     assert set(certificate["spec"]["dnsNames"]) == hosts
     for _config, hook in index.webhooks():
         assert urlsplit(hook["clientConfig"]["url"]).hostname in hosts
-        values = hook["namespaceSelector"]["matchExpressions"][0]["values"]
-        assert values == [*EXCLUDED_NAMESPACES, "contour-external"]
-    dumped = yaml.safe_dump_all(objects)
-    assert DEFAULT_DOMAIN not in dumped
-    assert DEFAULT_INGRESS_NAMESPACE not in dumped
+    assert DEFAULT_DOMAIN not in yaml.safe_dump_all(index.objects)
 
 
 # --- option D: the standalone server behind a Service (SPEC 12.8) ---------------------------------
@@ -664,12 +704,60 @@ def test_standalone_deployment_settings(standalone: Index) -> None:
     certs = volumes[mounts["/etc/cocoon/webhook/certs"]]
     assert certs["secret"]["secretName"] == "cocoon-webhook-tls"
     assert "emptyDir" in volumes[mounts["/tmp"]]
-    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
-    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
-
     pdb = standalone.get("PodDisruptionBudget", "cocoon-webhook", NAMESPACE)
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+def test_standalone_rollouts_and_drains_keep_a_replica(standalone: Index) -> None:
+    deployment = standalone.get("Deployment", "cocoon-webhook", NAMESPACE)
+    replicas = deployment["spec"]["replicas"]
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod = deployment["spec"]["template"]["spec"]
+    # Spread over nodes, hard: a node drain or loss takes one replica at most.
+    [by_node] = [
+        c for c in pod["topologySpreadConstraints"] if c["topologyKey"] == "kubernetes.io/hostname"
+    ]
+    assert (by_node["maxSkew"], by_node["whenUnsatisfiable"]) == (1, "DoNotSchedule")
+    selector = deployment["spec"]["selector"]
+    for constraint in pod["topologySpreadConstraints"]:
+        assert constraint["labelSelector"] == selector
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]
+    assert "affinity" not in pod
+    # SIGTERM: keep accepting while endpoints go, then drain in-flight requests, within the grace.
+    delay = parse_go_duration(env_of(only_container(pod))["SHUTDOWN_DELAY"]) / SECOND
+    assert delay >= 5
+    assert pod["terminationGracePeriodSeconds"] >= delay + SHUTDOWN_GRACE_S + 5
+    # A priority of its own, above workloads, below the system classes.
+    priority = standalone.get("PriorityClass", pod["priorityClassName"])
+    assert 0 < priority["value"] < 2_000_000_000
+    assert priority["globalDefault"] is False
+    pdb = standalone.get("PodDisruptionBudget", "cocoon-webhook", NAMESPACE)
+    assert 1 <= pdb["spec"]["minAvailable"] < replicas
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_every_admission_service_has_a_disruption_budget(knative: Index) -> None:
+    budgets = {
+        pdb["spec"]["selector"]["matchLabels"]["serving.knative.dev/service"]: pdb
+        for pdb in knative.of("PodDisruptionBudget")
+    }
+    served = set()
+    for _config, hook in knative.webhooks():
+        name = domain_mapping_for(knative, hook)["spec"]["ref"]["name"]
+        served.add(name)
+        svc = knative.knative_service(name)
+        min_scale = int(svc["spec"]["template"]["metadata"]["annotations"][
+            "autoscaling.knative.dev/min-scale"])  # fmt: skip
+        spec = budgets[name]["spec"]
+        assert spec["selector"] == {"matchLabels": {"serving.knative.dev/service": name}}
+        assert 1 <= spec["minAvailable"] < min_scale, name
+        assert spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        assert budgets[name]["metadata"]["namespace"] == svc["metadata"]["namespace"]
+    assert set(budgets) == served
 
 
 # --- cert-manager (SPEC 12.5) ---------------------------------------------------------------------

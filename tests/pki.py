@@ -43,17 +43,24 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _builder(
-    common_name: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, days: float
+    common_name: str,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    days: float,
+    expired: bool = False,
 ) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
+    # An expired certificate was valid for `days` until an hour ago.
+    end = now - datetime.timedelta(hours=1) if expired else now + datetime.timedelta(days=days)
+    start = end - datetime.timedelta(days=days) if expired else now - datetime.timedelta(minutes=5)
     return (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        .not_valid_before(start)
+        .not_valid_after(end)
     )
 
 
@@ -88,6 +95,7 @@ def issue(
     dns: tuple[str, ...] = ("localhost",),
     ips: tuple[str, ...] = ("127.0.0.1",),
     days: float = 1,
+    expired: bool = False,
 ) -> KeyPair:
     """A server certificate signed by `ca` for the given names (what Go's TLS verifier needs:
     names in subjectAltName, serverAuth usage, an authority key id)."""
@@ -95,7 +103,7 @@ def issue(
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
     names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     builder = (
-        _builder(common_name, ca.cert.subject, key, days)
+        _builder(common_name, ca.cert.subject, key, days, expired)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

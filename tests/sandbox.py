@@ -81,14 +81,14 @@ class Pki:
         pki.issue()
         return pki
 
-    def leaf(self) -> tuple[bytes, bytes, int]:
+    def leaf(self, *, expired: bool = False) -> tuple[bytes, bytes, int]:
         """A new serving pair (PEM cert, PEM key) and its serial, signed by the CA."""
-        pair = issue(self.ca, "cocoon-webhook", days=7)
+        pair = issue(self.ca, "cocoon-webhook", days=7, expired=expired)
         return pair.cert_pem, pair.key_pem, pair.cert.serial_number
 
-    def issue(self) -> int:
+    def issue(self, *, expired: bool = False) -> int:
         """Write a new serving pair over tls.crt/tls.key, each file replaced atomically."""
-        cert, key, serial = self.leaf()
+        cert, key, serial = self.leaf(expired=expired)
         _replace(self.key_file, key)
         _replace(self.cert_file, cert)
         self.serial = serial

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
+import ssl
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from cryptography import x509
 from kubernetes.client.exceptions import ApiException
 
 from tests.sandbox import Sandbox, demo_deployment, demo_pod, sandbox
@@ -37,6 +40,20 @@ def admissions(box: Sandbox, handler: str) -> float:
         for line in text.splitlines()
         if line.startswith(prefix) and f'handler="{handler}"' in line
     )
+
+
+def served_serial(port: int) -> int:
+    """The serial of the certificate a new connection is served (unverified: it may be expired)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
 
 
 def pod_in(namespace: str) -> dict[str, Any]:
@@ -230,3 +247,28 @@ def test_webhook_down_blocks_only_cocoon_scale_downs(tmp_path: Path) -> None:
             message = json.loads(refused.value.body)["message"]
             assert 'failed calling webhook "workloads.validate.cocoonstack.io"' in message
         assert apps.read_namespaced_deployment("demo", "default").spec.replicas == 4
+
+
+def test_expired_certificate_fails_open_for_pods_and_closed_for_scale_downs(
+    tmp_path: Path,
+) -> None:
+    with sandbox(tmp_path, preferred=(0, 0)) as expired:
+        api_client = expired.emulator.api_client()
+        core, apps = (
+            kubernetes.client.CoreV1Api(api_client),
+            kubernetes.client.AppsV1Api(api_client),
+        )
+        apps.create_namespaced_deployment("default", demo_deployment(replicas=3))
+        # The server reloads the pair on the next handshake, as after a missed renewal.
+        serial = expired.pki.issue(expired=True)
+        assert served_serial(expired.webhook_port) == serial
+
+        pod = core.create_namespaced_pod("default", pod_in("default"))
+        assert VM_NAME not in (pod.metadata.annotations or {})
+        with pytest.raises(ApiException) as refused:
+            apps.patch_namespaced_deployment("demo", "default", {"spec": {"replicas": 1}})
+        assert refused.value.status == 500
+        message = json.loads(refused.value.body)["message"]
+        assert 'failed calling webhook "workloads.validate.cocoonstack.io"' in message
+        assert "certificate has expired" in message
+        apps.patch_namespaced_deployment("demo", "default", {"spec": {"replicas": 5}})

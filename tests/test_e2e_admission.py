@@ -10,6 +10,7 @@ webhook, so that its outage blocks nothing else (docs/operations.md).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import socket
@@ -69,6 +70,14 @@ def ensure_namespaces(core: Any) -> None:
             core.create_namespace({"metadata": {"name": name}})
 
 
+@contextlib.contextmanager
+def clients(directory: Path) -> Iterator[tuple[Sandbox, Any, Any]]:
+    """A sandbox of its own (its server may be stopped) with core and apps clients."""
+    with sandbox(directory, preferred=(0, 0)) as own:
+        api_client = own.emulator.api_client()
+        yield own, kubernetes.client.CoreV1Api(api_client), kubernetes.client.AppsV1Api(api_client)
+
+
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     with sandbox(tmp_path_factory.mktemp("e2e"), preferred=(0, 0)) as running:
@@ -113,12 +122,7 @@ def test_other_namespaces_are(box: Sandbox, core: Any) -> None:
 
 
 def test_webhook_down_locks_out_no_system_namespace(tmp_path: Path) -> None:
-    with sandbox(tmp_path, preferred=(0, 0)) as down:
-        api_client = down.emulator.api_client()
-        core, apps = (
-            kubernetes.client.CoreV1Api(api_client),
-            kubernetes.client.AppsV1Api(api_client),
-        )
+    with clients(tmp_path) as (down, core, apps):
         ensure_namespaces(core)
         for namespace in ("default", "kube-system"):
             deployment = demo_deployment(replicas=3)
@@ -201,12 +205,7 @@ def plain_deployment(name: str, replicas: int) -> dict[str, Any]:
 
 
 def test_webhook_down_blocks_only_cocoon_scale_downs(tmp_path: Path) -> None:
-    with sandbox(tmp_path, preferred=(0, 0)) as down:
-        api_client = down.emulator.api_client()
-        core, apps = (
-            kubernetes.client.CoreV1Api(api_client),
-            kubernetes.client.AppsV1Api(api_client),
-        )
+    with clients(tmp_path) as (down, core, apps):
         apps.create_namespaced_deployment("default", plain_deployment("web", 2))
         apps.create_namespaced_deployment("default", demo_deployment(replicas=3))
         assert down.server.stop() == 0
@@ -252,12 +251,7 @@ def test_webhook_down_blocks_only_cocoon_scale_downs(tmp_path: Path) -> None:
 def test_expired_certificate_fails_open_for_pods_and_closed_for_scale_downs(
     tmp_path: Path,
 ) -> None:
-    with sandbox(tmp_path, preferred=(0, 0)) as expired:
-        api_client = expired.emulator.api_client()
-        core, apps = (
-            kubernetes.client.CoreV1Api(api_client),
-            kubernetes.client.AppsV1Api(api_client),
-        )
+    with clients(tmp_path) as (expired, core, apps):
         apps.create_namespaced_deployment("default", demo_deployment(replicas=3))
         # The server reloads the pair on the next handshake, as after a missed renewal.
         serial = expired.pki.issue(expired=True)

@@ -43,7 +43,10 @@ CONDITIONS = _conditions()
 
 def matches(hook: str, operation: str, obj: Any, old: Any, sub_resource: str = "") -> bool:
     """Whether the API server would call `hook`: every condition true (errors fail the test)."""
-    request = {"operation": operation, "subResource": sub_resource, "object": obj}
+    # As kube-apiserver binds it: empty fields absent (no subResource on the object itself).
+    request: dict[str, Any] = {"operation": operation, "object": obj, "oldObject": old}
+    if sub_resource:
+        request["subResource"] = sub_resource
     for condition in CONDITIONS[hook]:
         result = cel.evaluate(condition["expression"], obj, old, request)
         assert not isinstance(result, cel.CelEvalError), (condition["name"], result)
@@ -65,9 +68,12 @@ def test_the_runtime_rejects_what_the_api_server_rejects() -> None:
         cel.compile_condition("object.spec.replicas <")
     with pytest.raises(cel.CelCompileError, match="must evaluate to bool"):
         cel.compile_condition("'a' + 'b'")
-    # A field read without has() is an evaluation error, which the failurePolicy then judges.
+    # A field read without has() is an evaluation error, which the failurePolicy then judges;
+    # kube-apiserver 1.37 refused a Deployment update so when `request.subResource` was read bare.
     missing = cel.evaluate("object.spec.replicas > 1", {"spec": {}}, None, {})
     assert isinstance(missing, cel.CelEvalError)
+    bare = cel.evaluate("request.subResource == 'scale'", {}, {}, {"operation": "UPDATE"})
+    assert isinstance(bare, cel.CelEvalError)
 
 
 # --- pods ------------------------------------------------------------------------------------

@@ -6,16 +6,16 @@ expression is type-checked at compile time, as the API server checks it when a w
 configuration is written.
 
 Kubernetes' dialect as far as it matters to matchConditions: `object` and `oldObject` are dynamic
-(no schema; `null` for a DELETE's object and a CREATE's old object), a missing field is an error
-unless tested with `has()`, and `request` is the AdmissionRequest. What differs here:
+(no schema; `null` for a DELETE's object and a CREATE's old object), and `request` is the
+AdmissionRequest as a map without its empty fields (kube-apiserver 1.37 answers `no such key:
+subResource` for a request on the object itself): a field that may be empty or absent is an
+error unless tested with `has()`. What is not checked here:
 
-- `request` is a dynamic map holding every AdmissionRequest field (unset strings as ""), where
-  the API server declares a typed object: a misspelt field fails at evaluation here, at compile
-  time there. Tests that evaluate every branch of an expression catch it either way.
 - `authorizer` and Kubernetes' own CEL libraries (quantity, url, regex, lists, the optional-types
   syntax) are not declared; an expression using them does not compile here.
 - No cost estimate: the API server also rejects an expression whose estimated cost exceeds its
   budget. Ours are a few comparisons and one `exists` over tolerations.
+- Error texts are cel-cpp's (`Key not found in map`), not cel-go's (`no such key`).
 """
 
 from __future__ import annotations
@@ -29,25 +29,6 @@ from cel_expr_python import cel
 _ENV = cel.NewEnv(
     variables={"object": cel.Type.DYN, "oldObject": cel.Type.DYN, "request": cel.Type.DYN}
 )
-# AdmissionRequest's fields with their zero values: the typed request the API server binds.
-_REQUEST_DEFAULTS: dict[str, Any] = {
-    "uid": "",
-    "kind": {"group": "", "version": "", "kind": ""},
-    "resource": {"group": "", "version": "", "resource": ""},
-    "subResource": "",
-    "requestKind": {"group": "", "version": "", "kind": ""},
-    "requestResource": {"group": "", "version": "", "resource": ""},
-    "requestSubResource": "",
-    "name": "",
-    "namespace": "",
-    "operation": "",
-    "userInfo": {"username": "", "uid": "", "groups": [], "extra": {}},
-    "object": None,
-    "oldObject": None,
-    "dryRun": False,
-    "options": None,
-}
-
 _cache: dict[str, Any] = {}
 _lock = threading.Lock()
 
@@ -82,15 +63,10 @@ def compile_condition(expression: str) -> Any:
     return program
 
 
-def request_variable(request: dict[str, Any]) -> dict[str, Any]:
-    """The `request` variable for an AdmissionRequest as a review carries it (empties omitted)."""
-    return {**_REQUEST_DEFAULTS, **request}
-
-
 def evaluate(expression: str, obj: Any, old: Any, request: dict[str, Any]) -> bool | CelEvalError:
     """The condition's value, or the error the API server would hand to the failurePolicy."""
     program = compile_condition(expression)
-    data = {"object": obj, "oldObject": old, "request": request_variable(request)}
+    data = {"object": obj, "oldObject": old, "request": request}
     try:
         value = program.eval(data=data)
     except RuntimeError as error:  # a value the binding cannot convert

@@ -95,26 +95,26 @@ def pod(tolerations: list[Any] | None = None, owners: list[str] | None = None) -
     return obj
 
 
-@pytest.mark.parametrize(
-    ("obj", "expected"),
-    [
-        pytest.param(pod(), False, id="no-tolerations"),
-        pytest.param(pod([OTHER_TOLERATION]), False, id="other-toleration"),
-        pytest.param(pod([{"operator": "Exists"}]), False, id="tolerate-everything-keyless"),
-        pytest.param(pod([COCOON_TOLERATION]), True, id="cocoon"),
-        pytest.param(
-            pod([OTHER_TOLERATION, {"key": "virtual-kubelet.io/provider", "value": "cocoon"}]),
-            True,
-            id="cocoon-second-equal",
-        ),
-        pytest.param(pod([COCOON_TOLERATION], ["ReplicaSet"]), True, id="cocoon-replicaset"),
-        pytest.param(pod([COCOON_TOLERATION], ["CocoonSet"]), False, id="cocoon-of-cocoonset"),
-        pytest.param(
-            pod([COCOON_TOLERATION], ["ReplicaSet", "CocoonSet"]), False, id="cocoonset-second"
-        ),
-        pytest.param(pod([COCOON_TOLERATION], []), True, id="empty-owners"),
-    ],
-)
+POD_CASES = [
+    pytest.param(pod(), False, id="no-tolerations"),
+    pytest.param(pod([OTHER_TOLERATION]), False, id="other-toleration"),
+    pytest.param(pod([{"operator": "Exists"}]), False, id="tolerate-everything-keyless"),
+    pytest.param(pod([COCOON_TOLERATION]), True, id="cocoon"),
+    pytest.param(
+        pod([OTHER_TOLERATION, {"key": "virtual-kubelet.io/provider", "value": "cocoon"}]),
+        True,
+        id="cocoon-second-equal",
+    ),
+    pytest.param(pod([COCOON_TOLERATION], ["ReplicaSet"]), True, id="cocoon-replicaset"),
+    pytest.param(pod([COCOON_TOLERATION], ["CocoonSet"]), False, id="cocoon-of-cocoonset"),
+    pytest.param(
+        pod([COCOON_TOLERATION], ["ReplicaSet", "CocoonSet"]), False, id="cocoonset-second"
+    ),
+    pytest.param(pod([COCOON_TOLERATION], []), True, id="empty-owners"),
+]
+
+
+@pytest.mark.parametrize(("obj", "expected"), POD_CASES)
 def test_pods(obj: dict[str, Any], expected: bool) -> None:
     assert matches(PODS, "CREATE", obj, None) is expected
 
@@ -131,49 +131,49 @@ def template_tolerating(replicas: int | None, tolerations: list[Any] | None) -> 
     return obj
 
 
-@pytest.mark.parametrize(
-    ("new", "old", "expected"),
-    [
-        pytest.param(workload(1, cocoon=False), workload(3, cocoon=False), False, id="plain-down"),
-        pytest.param(workload(5, cocoon=False), workload(3, cocoon=False), False, id="plain-up"),
-        pytest.param(workload(3), workload(3), False, id="cocoon-rollout"),
-        pytest.param(workload(5), workload(3), False, id="cocoon-up"),
-        pytest.param(workload(2), workload(3), True, id="cocoon-down"),
-        pytest.param(workload(0), workload(1), True, id="cocoon-to-zero"),
-        pytest.param(workload(None), workload(3), True, id="cocoon-absent-is-one"),
-        pytest.param(workload(0), workload(None), True, id="cocoon-from-absent-one"),
-        pytest.param(workload(1), workload(None), False, id="cocoon-absent-equal"),
-        pytest.param(workload(1, cocoon=False), workload(3), True, id="toleration-dropped"),
-        pytest.param(workload(1), workload(3, cocoon=False), True, id="toleration-added"),
-        pytest.param(
-            template_tolerating(1, None), template_tolerating(3, None), False, id="no-tolerations"
-        ),
-        pytest.param(
-            template_tolerating(1, [{"operator": "Exists"}]),
-            template_tolerating(3, [OTHER_TOLERATION]),
-            False,
-            id="keyless-toleration",
-        ),
-        pytest.param(
-            workload(1, kind="StatefulSet"), workload(2, kind="StatefulSet"), True, id="sts-down"
-        ),
-    ],
-)
+WORKLOAD_CASES = [
+    pytest.param(workload(1, cocoon=False), workload(3, cocoon=False), False, id="plain-down"),
+    pytest.param(workload(5, cocoon=False), workload(3, cocoon=False), False, id="plain-up"),
+    pytest.param(workload(3), workload(3), False, id="cocoon-rollout"),
+    pytest.param(workload(5), workload(3), False, id="cocoon-up"),
+    pytest.param(workload(2), workload(3), True, id="cocoon-down"),
+    pytest.param(workload(0), workload(1), True, id="cocoon-to-zero"),
+    pytest.param(workload(None), workload(3), True, id="cocoon-absent-is-one"),
+    pytest.param(workload(0), workload(None), True, id="cocoon-from-absent-one"),
+    pytest.param(workload(1), workload(None), False, id="cocoon-absent-equal"),
+    pytest.param(workload(1, cocoon=False), workload(3), True, id="toleration-dropped"),
+    pytest.param(workload(1), workload(3, cocoon=False), True, id="toleration-added"),
+    pytest.param(
+        template_tolerating(1, None), template_tolerating(3, None), False, id="no-tolerations"
+    ),
+    pytest.param(
+        template_tolerating(1, [{"operator": "Exists"}]),
+        template_tolerating(3, [OTHER_TOLERATION]),
+        False,
+        id="keyless-toleration",
+    ),
+    pytest.param(
+        workload(1, kind="StatefulSet"), workload(2, kind="StatefulSet"), True, id="sts-down"
+    ),
+]
+
+
+@pytest.mark.parametrize(("new", "old", "expected"), WORKLOAD_CASES)
 def test_workloads(new: dict[str, Any], old: dict[str, Any], expected: bool) -> None:
     assert matches(WORKLOADS, "UPDATE", new, old) is expected
 
 
-@pytest.mark.parametrize(
-    ("new", "old", "expected"),
-    [
-        pytest.param(scale(1), scale(3), True, id="down"),
-        pytest.param(scale(3), scale(3), False, id="same"),
-        pytest.param(scale(5), scale(3), False, id="up"),
-        pytest.param(scale(None), scale(2), True, id="to-zero-omitted"),
-        pytest.param(scale(1), scale(None), False, id="from-zero-omitted"),
-        pytest.param(scale(None), scale(None), False, id="zero-zero"),
-    ],
-)
+SCALE_CASES = [
+    pytest.param(scale(1), scale(3), True, id="down"),
+    pytest.param(scale(3), scale(3), False, id="same"),
+    pytest.param(scale(5), scale(3), False, id="up"),
+    pytest.param(scale(None), scale(2), True, id="to-zero-omitted"),
+    pytest.param(scale(1), scale(None), False, id="from-zero-omitted"),
+    pytest.param(scale(None), scale(None), False, id="zero-zero"),
+]
+
+
+@pytest.mark.parametrize(("new", "old", "expected"), SCALE_CASES)
 def test_scale(new: dict[str, Any], old: dict[str, Any], expected: bool) -> None:
     """The Scale has no template: any shrink goes to validate, which reads the parent."""
     assert matches(WORKLOADS, "UPDATE", new, old, sub_resource="scale") is expected
@@ -196,39 +196,39 @@ def cocoonset(spec: Any = ..., **metadata: Any) -> dict[str, Any]:
 SPEC = {"agent": {"image": "agent:1", "replicas": 2}}
 
 
-@pytest.mark.parametrize(
-    ("operation", "new", "old", "expected"),
-    [
-        pytest.param("CREATE", cocoonset(SPEC), None, True, id="create"),
-        pytest.param("CREATE", cocoonset(), None, True, id="create-without-spec"),
-        pytest.param("UPDATE", cocoonset(SPEC), cocoonset(SPEC), False, id="same-spec"),
-        pytest.param(
-            "UPDATE",
-            cocoonset(SPEC, finalizers=[]),
-            cocoonset(SPEC, finalizers=["cocoonstack.io/vm"]),
-            False,
-            id="finalizer-removed",
-        ),
-        pytest.param(
-            "UPDATE",
-            cocoonset({"agent": {"image": "agent:2", "replicas": 2}}),
-            cocoonset(SPEC),
-            True,
-            id="image-changed",
-        ),
-        pytest.param(
-            "UPDATE",
-            cocoonset({"agent": {"image": "agent:1", "replicas": 2, "extra": True}}),
-            cocoonset(SPEC),
-            True,
-            id="field-added",
-        ),
-        pytest.param("UPDATE", cocoonset(SPEC), cocoonset(), True, id="spec-added"),
-        pytest.param("UPDATE", cocoonset(), cocoonset(SPEC), True, id="spec-removed"),
-        pytest.param("UPDATE", cocoonset(None), cocoonset(), False, id="null-is-absent"),
-        pytest.param("UPDATE", cocoonset(), cocoonset(), False, id="both-absent"),
-    ],
-)
+COCOONSET_CASES = [
+    pytest.param("CREATE", cocoonset(SPEC), None, True, id="create"),
+    pytest.param("CREATE", cocoonset(), None, True, id="create-without-spec"),
+    pytest.param("UPDATE", cocoonset(SPEC), cocoonset(SPEC), False, id="same-spec"),
+    pytest.param(
+        "UPDATE",
+        cocoonset(SPEC, finalizers=[]),
+        cocoonset(SPEC, finalizers=["cocoonstack.io/vm"]),
+        False,
+        id="finalizer-removed",
+    ),
+    pytest.param(
+        "UPDATE",
+        cocoonset({"agent": {"image": "agent:2", "replicas": 2}}),
+        cocoonset(SPEC),
+        True,
+        id="image-changed",
+    ),
+    pytest.param(
+        "UPDATE",
+        cocoonset({"agent": {"image": "agent:1", "replicas": 2, "extra": True}}),
+        cocoonset(SPEC),
+        True,
+        id="field-added",
+    ),
+    pytest.param("UPDATE", cocoonset(SPEC), cocoonset(), True, id="spec-added"),
+    pytest.param("UPDATE", cocoonset(), cocoonset(SPEC), True, id="spec-removed"),
+    pytest.param("UPDATE", cocoonset(None), cocoonset(), False, id="null-is-absent"),
+    pytest.param("UPDATE", cocoonset(), cocoonset(), False, id="both-absent"),
+]
+
+
+@pytest.mark.parametrize(("operation", "new", "old", "expected"), COCOONSET_CASES)
 def test_cocoonsets(operation: str, new: Any, old: Any, expected: bool) -> None:
     assert matches(COCOONSETS, operation, new, old) is expected
 

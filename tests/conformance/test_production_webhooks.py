@@ -3,8 +3,10 @@
 The API server compiles every matchCondition when a configuration is written; here the
 configurations are created under unique names, scoped by namespaceSelector to the probe's
 namespace and pointed at a closed port (an outage), and then the writes they must let through
-and the ones they must stop are made. With `--real-cluster` this is kube-apiserver's own CEL at
-work; on the emulator, cel-expr-python's (tests/kube_emulator/cel.py).
+and the ones they must stop are made. The whole table of tests/test_match_conditions.py is
+replayed the same way: with failurePolicy Fail and nobody listening, a write is refused exactly
+when the conditions send it. With `--real-cluster` this is kube-apiserver's own CEL at work; on
+the emulator, cel-expr-python's (tests/kube_emulator/cel.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.conformance.helpers import body_of, deployment, pod, unique
+from tests import test_match_conditions as table
+from tests.conformance.helpers import body_of, deployment, pod, unique, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE = "https://127.0.0.1:1"
@@ -113,3 +116,187 @@ def test_while_unreachable_only_cocoon_scale_downs_and_shrinking_scales_wait(
         assert 'failed calling webhook "workloads.validate.cocoonstack.io"' in message
     assert apps.read_namespaced_deployment("agents", ns).spec.replicas == 5
     assert apps.read_namespaced_deployment("plain", ns).spec.replicas == 1
+
+
+# --- the table of tests/test_match_conditions.py, replayed --------------------------------------
+
+
+def production_hook(name: str, ns: str) -> dict[str, Any]:
+    """One production webhook as a validating one with failurePolicy Fail (mutate's included:
+    its Ignore would hide whether it was called)."""
+    [hook] = [
+        hook
+        for configuration in production_configurations(ns)
+        for hook in configuration["webhooks"]
+        if hook["name"] == name
+    ]
+    hook["failurePolicy"] = "Fail"
+    hook["sideEffects"] = "None"
+    hook.pop("reinvocationPolicy", None)
+    return hook
+
+
+@contextlib.contextmanager
+def refusing(admreg: client.AdmissionregistrationV1Api, hook: dict[str, Any]) -> Iterator[None]:
+    name = unique("cocoon-table")
+    admreg.create_validating_webhook_configuration({"metadata": {"name": name}, "webhooks": [hook]})
+    try:
+        yield
+    finally:
+        with contextlib.suppress(client.ApiException):
+            admreg.delete_validating_webhook_configuration(name)
+
+
+def sent(write: Any) -> bool:
+    """Whether the write reached the (unreachable) webhook: refused with 500, or it went through."""
+    try:
+        write()
+    except client.ApiException as exc:
+        assert exc.status == 500, exc.body
+        assert "failed calling webhook" in body_of(exc)["message"]
+        return True
+    return False
+
+
+def cases(params: list[Any]) -> list[tuple[str, tuple[Any, ...]]]:
+    return [(param.id, param.values) for param in params]
+
+
+def test_pod_table(
+    admreg: client.AdmissionregistrationV1Api, core: client.CoreV1Api, ns: str
+) -> None:
+    got, want = {}, {}
+    with refusing(admreg, production_hook(table.PODS, ns)):
+        for case, (obj, expected) in cases(table.POD_CASES):
+            body = copy.deepcopy(obj)
+            del body["metadata"]["namespace"]
+            got[case] = sent(lambda body=body: core.create_namespaced_pod(ns, body))
+            want[case] = expected
+    assert got == want
+
+
+def _workload(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    out["metadata"] = {"name": name}
+    if out["kind"] == "StatefulSet":
+        out["spec"]["serviceName"] = name
+    return out
+
+
+def test_workload_table(
+    admreg: client.AdmissionregistrationV1Api, apps: client.AppsV1Api, ns: str
+) -> None:
+    def create(obj: dict[str, Any]) -> None:
+        if obj["kind"] == "StatefulSet":
+            apps.create_namespaced_stateful_set(ns, obj)
+        else:
+            apps.create_namespaced_deployment(ns, obj)
+
+    def replace(obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "StatefulSet":
+            apps.replace_namespaced_stateful_set(name, ns, obj)
+        else:
+            apps.replace_namespaced_deployment(name, ns, obj)
+
+    got, want = {}, {}
+    with refusing(admreg, production_hook(table.WORKLOADS, ns)):
+        for index, (case, (new, old, expected)) in enumerate(cases(table.WORKLOAD_CASES)):
+            name = f"w{index}"
+            create(_workload(old, name))
+            got[case] = sent(lambda new=new, name=name: replace(_workload(new, name)))
+            want[case] = expected
+        for index, (case, (new, old, expected)) in enumerate(cases(table.SCALE_CASES)):
+            name = f"s{index}"
+            replicas = [obj["spec"].get("replicas", 0) for obj in (new, old)]
+            apps.create_namespaced_deployment(ns, deployment(name, replicas=replicas[1]))
+            body = {"spec": {"replicas": replicas[0]}}
+            got["scale-" + case] = sent(
+                lambda name=name, body=body: apps.patch_namespaced_deployment_scale(name, ns, body)
+            )
+            want["scale-" + case] = expected
+    assert got == want
+
+
+def crd_for_cocoonsets(group: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"cocoonsets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "cocoonsets", "singular": "cocoonset", "kind": "CocoonSet",
+                      "listKind": "CocoonSetList"},
+            "versions": [{"name": "v1", "served": True, "storage": True,
+                          "schema": {"openAPIV3Schema": schema}}],
+        },
+    }  # fmt: skip
+
+
+def test_cocoonset_table(
+    admreg: client.AdmissionregistrationV1Api,
+    apiext: client.ApiextensionsV1Api,
+    custom: client.CustomObjectsApi,
+    api: client.ApiClient,
+    ns: str,
+) -> None:
+    # A group of its own: a real cluster may run cocoonstack's CRD.
+    group = f"{unique('cocoon')}.example.com"
+    apiext.create_custom_resource_definition(crd_for_cocoonsets(group))
+    try:
+
+        def served() -> bool:
+            try:
+                custom.list_namespaced_custom_object(group, "v1", ns, "cocoonsets")
+            except client.ApiException:
+                return False
+            return True
+
+        wait_for(served, "the CocoonSet resource to be served")
+
+        def body(obj: dict[str, Any], name: str) -> dict[str, Any]:
+            out = copy.deepcopy(obj)
+            out["apiVersion"] = f"{group}/v1"
+            out["metadata"] = {**out["metadata"], "name": name}
+            out["metadata"].pop("namespace", None)
+            return out
+
+        rows = list(enumerate(cases(table.COCOONSET_CASES)))
+        for index, (_case, (operation, _new, old, _expected)) in rows:
+            if operation == "UPDATE":
+                custom.create_namespaced_custom_object(
+                    group, "v1", ns, "cocoonsets", body(old, f"c{index}")
+                )
+        hook = production_hook(table.COCOONSETS, ns)
+        hook["rules"][0]["apiGroups"] = [group]
+        got, want = {}, {}
+        with refusing(admreg, hook):
+            for index, (case, (operation, new, _old, expected)) in rows:
+                name = f"c{index}"
+
+                def write(operation: str = operation, new: Any = new, name: str = name) -> None:
+                    updated = body(new, name)
+                    if operation == "CREATE":
+                        custom.create_namespaced_custom_object(
+                            group, "v1", ns, "cocoonsets", updated
+                        )
+                        return
+                    current = custom.get_namespaced_custom_object(
+                        group, "v1", ns, "cocoonsets", name
+                    )
+                    updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                    custom.replace_namespaced_custom_object(
+                        group, "v1", ns, "cocoonsets", name, updated
+                    )
+
+                got[case] = sent(write)
+                want[case] = expected
+        assert got == want
+    finally:
+        with contextlib.suppress(client.ApiException):
+            apiext.delete_custom_resource_definition(f"cocoonsets.{group}")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = re.compile(r"`(test_\w+\.py)?(?:::(test_\w+))?`")
+REFERENCE = re.compile(r"`((?:\w+/)?test_\w+\.py)?(?:::(test_\w+))?`")
 
 
 def test_every_test_named_in_the_operations_page_exists() -> None:

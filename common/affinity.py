@@ -13,6 +13,11 @@ a process are planned together, one after another against the evolving entries, 
 in a single guarded write; the first waiter to take the pool's lock leads the batch. A
 conflict re-plans the whole batch. A burst therefore costs each replica a few writes, not one
 per pod, and its admissions stop competing with each other at all.
+
+Transient API failures (no answer, 429, 5xx) are retried through `common.retry`, on reads and
+on the guarded write alike; a retried write that had landed gets a 409 and the re-read finds
+its entries already there. Those retries and the conflict rounds draw from one budget per
+admission: its deadline, and MAX_ATTEMPTS tries beyond the first.
 """
 
 from __future__ import annotations
@@ -42,11 +47,13 @@ from common.logs import get_logger
 from common.naming import AFFINITY_NAMESPACE, POOL_KEY, affinity_configmap_name, affinity_labels
 from common.pod import NodeView, PodSummary, nodes_from_json, pods_from_json
 from common.reservation import data_bytes
+from common.retry import Budget, DeadlineExceeded, Retrier
 
-# Lost writes an admission may retry, within its deadline. SPEC 5.8 says 5 for one writer per
-# entry; with group commit a batch's write window is longer than a lone entry's, and under a
-# burst from several replicas five lost rounds in a row happen, failing pods open for no good
-# reason. The deadline is the real bound (B13); this cap only bounds the work.
+# Retries an admission may make, within its deadline: lost writes and transient failures
+# together. SPEC 5.8 says 5 lost writes for one writer per entry; with group commit a batch's
+# write window is longer than a lone entry's, and under a burst from several replicas five lost
+# rounds in a row happen, failing pods open for no good reason. The deadline is the real bound
+# (B13); this cap only bounds the work.
 MAX_ATTEMPTS = 16
 CONFLICT_JITTER_S = 0.002
 # A node's pod LIST is reused by this process for this long. Pods admitted since are counted
@@ -57,10 +64,6 @@ NODE_PODS_TTL_S = 1.0
 NODE_LIST_WORKERS = 8
 
 _log = get_logger("affinity")
-
-
-class DeadlineExceeded(Exception):
-    pass
 
 
 def _failure(exc: KubeError) -> Failed:
@@ -86,8 +89,27 @@ class _Ticket:
     snapshots: _Snapshots
     deadline: float
     result: Draft | Failed | None = None
-    attempts: int = 0  # writes of this ticket lost to a conflict
+    attempts: int = 0  # retries made for it: writes lost to a conflict, transient failures
     abandoned: bool = False  # its caller gave up waiting; a leader must not start on it
+
+    def spend(self) -> bool:
+        self.attempts += 1
+        return self.attempts < MAX_ATTEMPTS
+
+
+@dataclass
+class _Batch:
+    """The budget of a batch's shared read and write: a retry is charged to every ticket."""
+
+    tickets: Sequence[_Ticket]
+
+    @property
+    def deadline(self) -> float:
+        return max(t.deadline for t in self.tickets)
+
+    def spend(self) -> bool:
+        charged = [ticket.spend() for ticket in self.tickets]  # every one, not up to the first
+        return any(charged)
 
 
 @dataclass
@@ -116,24 +138,20 @@ class AffinityStore:
         self._pools: dict[str, _Pool] = {}
         self._pools_guard = threading.Lock()
         self._node_lister = ThreadPoolExecutor(NODE_LIST_WORKERS, "node-pods")
+        self._retrier = Retrier("mutate", monotonic=monotonic, sleep=sleep)
 
     def _pool(self, pool: str) -> _Pool:
         with self._pools_guard:
             return self._pools.setdefault(pool, _Pool())
 
-    def _remaining(self, deadline: float) -> float:
-        left = deadline - self._monotonic()
-        if left <= 0:
-            raise DeadlineExceeded
-        return left
-
     def reserve(self, intent: Intent, deadline: float, dry_run: bool) -> Draft | Failed:
         """Plan and (unless dry run) store the pod's entry, or say why not; never raises."""
         try:
-            snapshots = self._snapshots(intent, deadline)
+            ticket = _Ticket(intent, _Snapshots(), deadline)
+            self._snapshots(ticket)
             if dry_run:
-                return self._dry_run(intent, snapshots, deadline)
-            return self._reserve(_Ticket(intent, snapshots, deadline))
+                return self._dry_run(ticket)
+            return self._reserve(ticket)
         except DeadlineExceeded:
             return Failed(REASON_DEADLINE)
         except KubeError as exc:
@@ -141,19 +159,21 @@ class AffinityStore:
                 return Failed(REASON_DEADLINE)
             return _failure(exc)
 
-    def _snapshots(self, intent: Intent, deadline: float) -> _Snapshots:
+    def _snapshots(self, ticket: _Ticket) -> None:
         # Read before joining the batch, so admissions overlap their LISTs and serialise only
         # their read-plan-write.
-        raw_nodes = self._kube.list_nodes(f"{POOL_KEY}={intent.pool}", self._remaining(deadline))
-        snapshots = _Snapshots(nodes=nodes_from_json(raw_nodes))
+        intent = ticket.intent
+        raw_nodes = self._retrier.call(
+            ticket, lambda timeout: self._kube.list_nodes(f"{POOL_KEY}={intent.pool}", timeout)
+        )
+        ticket.snapshots.nodes = nodes_from_json(raw_nodes)
         if intent.needs_live_pods:
-            snapshots.live_pods = self._namespace_pods(intent.namespace, deadline)
-        return snapshots
+            ticket.snapshots.live_pods = self._namespace_pods(intent.namespace, ticket)
 
-    def _dry_run(self, intent: Intent, snapshots: _Snapshots, deadline: float) -> Draft | Failed:
+    def _dry_run(self, ticket: _Ticket) -> Draft | Failed:
         """The same plan, from the same entries, with nothing written and no batch joined."""
-        stored = self._get(affinity_configmap_name(intent.pool), deadline)
-        return self._plan(_Ticket(intent, snapshots, deadline), stored.data if stored else {})
+        stored = self._get(affinity_configmap_name(ticket.intent.pool), ticket)
+        return self._plan(ticket, stored.data if stored else {})
 
     def _reserve(self, ticket: _Ticket) -> Draft | Failed:
         pool = self._pool(ticket.intent.pool)
@@ -200,8 +220,7 @@ class AffinityStore:
                 pending = self._expire(pending)
                 if not pending:
                     return
-                deadline = max(t.deadline for t in pending)
-                stored = self._get(name, deadline)
+                stored = self._get(name, _Batch(pending))
                 entries = dict(stored.data) if stored else {}
                 metrics.record_pool_size(pool, len(entries), data_bytes(entries))
                 to_write: list[tuple[_Ticket, Draft]] = []
@@ -219,7 +238,7 @@ class AffinityStore:
                         self._resolve(pool, ticket, result)
                 if not to_write:
                     return
-                if self._write(pool, name, stored, entries, deadline):
+                if self._write(pool, name, stored, entries, _Batch([t for t, _ in to_write])):
                     for ticket, draft in to_write:
                         self._resolve(pool, ticket, draft)
                     return
@@ -230,8 +249,7 @@ class AffinityStore:
                            "attempts": max(t.attempts for t, _ in to_write) + 1},
                 )  # fmt: skip
                 for ticket, _ in to_write:
-                    ticket.attempts += 1
-                    if ticket.attempts >= MAX_ATTEMPTS:
+                    if not ticket.spend():
                         ticket.result = Failed(REASON_CONFLICTS)
                 # Another replica won this round. A short jittered pause lets replicas fall
                 # out of step; the retry carries everything that queued up meanwhile, since
@@ -270,9 +288,11 @@ class AffinityStore:
         except KubeError as exc:
             return _failure(exc)
 
-    def _get(self, name: str, deadline: float) -> ConfigMap | None:
+    def _get(self, name: str, budget: Budget) -> ConfigMap | None:
         try:
-            return self._kube.get_configmap(AFFINITY_NAMESPACE, name, self._remaining(deadline))
+            return self._retrier.call(
+                budget, lambda timeout: self._kube.get_configmap(AFFINITY_NAMESPACE, name, timeout)
+            )
         except NotFound:
             return None
 
@@ -291,28 +311,36 @@ class AffinityStore:
             if not isinstance(result, Need):
                 return result
             if result.live_pods:
-                snapshots.live_pods = self._namespace_pods(ticket.intent.namespace, ticket.deadline)
+                snapshots.live_pods = self._namespace_pods(ticket.intent.namespace, ticket)
             if result.node_pods:
-                fetched = self._pods_on_nodes(result.node_pods, ticket.deadline)
+                fetched = self._pods_on_nodes(result.node_pods, ticket)
                 snapshots.node_pods.update(fetched)
 
-    def _namespace_pods(self, namespace: str, deadline: float) -> list[PodSummary]:
-        return pods_from_json(self._kube.list_pods(namespace, "", self._remaining(deadline)))
+    def _namespace_pods(self, namespace: str, budget: Budget) -> list[PodSummary]:
+        return pods_from_json(
+            self._retrier.call(budget, lambda timeout: self._kube.list_pods(namespace, "", timeout))
+        )
 
     def _pods_on_nodes(
-        self, nodes: Sequence[str], deadline: float
+        self, nodes: Sequence[str], budget: Budget
     ) -> dict[str, Sequence[PodSummary]]:
         def live_pods_on(node: str) -> Sequence[PodSummary]:
             selector = f"spec.nodeName={node},status.phase!=Succeeded,status.phase!=Failed"
-            return pods_from_json(self._kube.list_pods(None, selector, self._remaining(deadline)))
+            return pods_from_json(
+                self._retrier.call(
+                    budget, lambda timeout: self._kube.list_pods(None, selector, timeout)
+                )
+            )
 
         futures = {node: self._node_lister.submit(live_pods_on, node) for node in nodes}
         return {node: future.result() for node, future in futures.items()}
 
     def _write(
-        self, pool: str, name: str, stored: ConfigMap | None, data: dict[str, str], deadline: float
+        self, pool: str, name: str, stored: ConfigMap | None, data: dict[str, str], budget: Budget
     ) -> bool:
-        """Store `data`; False when someone else wrote first (re-read and re-plan)."""
+        """Store `data`; False when someone else wrote first (re-read and re-plan). A transient
+        failure is retried with the same resourceVersion: if the lost attempt had landed, the
+        retry gets a 409 and the re-read finds the entries in place."""
         # Labels are (re)set on every write: the reaper finds ConfigMaps only by label.
         labels = {**(stored.labels if stored else {}), **affinity_labels(pool)}
         updated = ConfigMap(
@@ -323,11 +351,9 @@ class AffinityStore:
             annotations=stored.annotations if stored else {},
             resource_version=stored.resource_version if stored else "",
         )
+        store = self._kube.create_configmap if stored is None else self._kube.replace_configmap
         try:
-            if stored is None:
-                self._kube.create_configmap(updated, self._remaining(deadline))
-            else:
-                self._kube.replace_configmap(updated, self._remaining(deadline))
+            self._retrier.call(budget, lambda timeout: store(updated, timeout))
         except (Conflict, AlreadyExists):
             return False
         except NotFound:

@@ -23,12 +23,20 @@ LIST_PAGE_SIZE = 500
 
 
 class KubeError(Exception):
-    """An API call that did not succeed. `status` is None when no HTTP answer arrived."""
+    """An API call that did not succeed. `status` is None when no HTTP answer arrived;
+    `retry_after` is the server's Retry-After in seconds, when it sent one."""
 
-    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        reason: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
 
 
 class NotFound(KubeError):
@@ -128,6 +136,16 @@ def _describe(exc: ApiException) -> tuple[str, str]:
     return reason, message
 
 
+def _retry_after(exc: ApiException) -> float | None:
+    """Retry-After in seconds (the API server sends whole seconds, never an HTTP date)."""
+    value = (exc.headers or {}).get("Retry-After")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
 def _translate(exc: Exception, what: str, timeout: float) -> KubeError:
     if isinstance(exc, ApiException):
         if exc.status == 0 or exc.status is None:
@@ -139,7 +157,7 @@ def _translate(exc: Exception, what: str, timeout: float) -> KubeError:
         if exc.status == 409:
             kind = AlreadyExists if reason == "AlreadyExists" else Conflict
             return kind(text, 409, reason)
-        return KubeError(text, exc.status, reason)
+        return KubeError(text, exc.status, reason, _retry_after(exc))
     if isinstance(exc, urllib3.exceptions.TimeoutError) or (
         isinstance(exc, urllib3.exceptions.MaxRetryError)
         and isinstance(exc.reason, urllib3.exceptions.TimeoutError)
@@ -167,7 +185,8 @@ def _load_configuration(kubeconfig: str | None, context: str | None = None) -> A
         )
     else:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
-    # Only connection failures are retried: a retried read would outlive the caller's deadline.
+    # Only connection failures are retried here; answers that say "try again" and timeouts are
+    # retried by the callers (common/retry.py), which know how much time they have left.
     configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0)
     # One process serves many threads; urllib3's default pool of 4 would serialise them.
     configuration.connection_pool_maxsize = 64
@@ -238,7 +257,7 @@ class ClientKubeApi:
             response = api.call_api(*request, _request_timeout=max(timeout, 0.001))
             data = response.read()
             if not 200 <= response.status <= 299:
-                raise ApiException(status=response.status, reason=response.reason, body=data)
+                raise ApiException(http_resp=response, body=data)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             if isinstance(exc, ApiException) and exc.status:
                 self._last_success = time.monotonic()  # an error answer still proves reachability

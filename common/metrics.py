@@ -42,6 +42,11 @@ CONFLICTS_TOTAL = Counter(
     "409 Conflict or AlreadyExists answers to affinity ConfigMap writes.",
     ["pool"],
 )
+API_RETRIES_TOTAL = Counter(
+    "cocoon_webhook_api_retries_total",
+    "Kubernetes API calls retried after a transient failure (cause: HTTP status or no_answer).",
+    ["component", "cause"],
+)
 SWEEPS_TOTAL = Counter(
     "cocoon_webhook_reaper_sweeps_total",
     "Reaper sweeps by result.",

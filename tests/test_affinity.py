@@ -73,6 +73,9 @@ class Clock:
     def monotonic(self) -> float:
         return self.mono
 
+    def sleep(self, seconds: float) -> None:
+        self.mono += seconds
+
 
 @pytest.fixture
 def clock() -> Clock:
@@ -81,7 +84,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def store(kube: FakeKube, clock: Clock) -> AffinityStore:
-    return AffinityStore(kube, WINDOW, clock=clock.wall, monotonic=clock.monotonic)
+    return AffinityStore(
+        kube, WINDOW, clock=clock.wall, monotonic=clock.monotonic, sleep=clock.sleep
+    )
 
 
 def stored(kube: FakeKube) -> dict[str, Reservation]:
@@ -178,22 +183,69 @@ def test_deadline_already_passed(store: AffinityStore, kube: FakeKube, clock: Cl
     assert kube.calls == []
 
 
-@pytest.mark.parametrize(
-    ("error", "reason"),
-    [
-        pytest.param(KubeError("boom", 500, "InternalError"), "kubernetes API error 500",
-                     id="500"),
-        pytest.param(KubeError("no", 403, "Forbidden"), "kubernetes API error 403", id="403"),
-        pytest.param(Unreachable("refused"), "kubernetes API unreachable", id="unreachable"),
-    ],
-)  # fmt: skip
-@pytest.mark.parametrize("verb", ["get_configmap", "list_nodes", "list_pods", "create_configmap"])
-def test_api_errors_fail_open_with_reason(
+# Calls of each verb for the first replica of a Deployment: list_pods once for the namespace
+# and once per candidate node.
+CALLS = {"get_configmap": 1, "list_nodes": 1, "list_pods": 3, "create_configmap": 1}
+VERBS = list(CALLS)
+TRANSIENT = [
+    pytest.param(KubeError("boom", 500, "InternalError"), "kubernetes API error 500", id="500"),
+    pytest.param(KubeError("busy", 429, "TooManyRequests"), "kubernetes API error 429", id="429"),
+    pytest.param(Unreachable("refused"), "kubernetes API unreachable", id="unreachable"),
+]
+
+
+@pytest.mark.parametrize(("error", "reason"), TRANSIENT)
+@pytest.mark.parametrize("verb", VERBS)
+def test_one_transient_error_is_retried(
     store: AffinityStore, kube: FakeKube, clock: Clock, error: KubeError, reason: str, verb: str
 ) -> None:
     kube.script[verb] = [error]
-    assert store.reserve(pod_intent(), clock.mono + 3, dry_run=False) == Failed(reason)
+    reserved(store.reserve(pod_intent(), clock.mono + 3, dry_run=False))
+    assert kube.calls.count(verb) == CALLS[verb] + 1
+    assert sorted(stored(kube)) == ["ns.demo.0"]
+
+
+@pytest.mark.parametrize(("error", "reason"), TRANSIENT)
+@pytest.mark.parametrize("verb", VERBS)
+def test_lasting_transient_errors_fail_open_by_the_deadline(
+    store: AffinityStore, kube: FakeKube, clock: Clock, error: KubeError, reason: str, verb: str
+) -> None:
+    kube.script[verb] = [error] * 100
+    deadline = clock.mono + 3
+    result = store.reserve(pod_intent(), deadline, dry_run=False)
+    assert result == Failed(reason)
+    assert 2 < kube.calls.count(verb) <= MAX_ATTEMPTS
+    assert clock.mono <= deadline
     assert CM not in kube.configmaps
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 422])
+@pytest.mark.parametrize("verb", ["list_nodes", "list_pods", "create_configmap"])
+def test_answers_that_are_final_are_not_retried(
+    store: AffinityStore, kube: FakeKube, clock: Clock, status: int, verb: str
+) -> None:
+    kube.script[verb] = [KubeError("no", status, "Whatever")]
+    result = store.reserve(pod_intent(), clock.mono + 3, dry_run=False)
+    assert result == Failed(f"kubernetes API error {status}")
+    assert kube.calls.count(verb) == 1
+    assert CM not in kube.configmaps
+
+
+def test_conflicts_and_transient_retries_share_one_budget(
+    store: AffinityStore, kube: FakeKube, clock: Clock
+) -> None:
+    store.reserve(pod_intent(), clock.mono + 3, dry_run=False)
+
+    def bump() -> None:
+        kube.configmaps[CM].resource_version += "0"
+
+    lost = MAX_ATTEMPTS // 2
+    kube.script["replace_configmap"] = [bump] * lost + [KubeError("boom", 503, "")] * 100
+    result = store.reserve(pod_intent(), clock.mono + 60, dry_run=False)
+    assert result == Failed("kubernetes API error 503")
+    # One write and MAX_ATTEMPTS - 1 retries in all, whether lost to a conflict or failed.
+    assert kube.calls.count("replace_configmap") == MAX_ATTEMPTS
+    assert len(stored(kube)) == 1
 
 
 def test_steady_state_budget(store: AffinityStore, kube: FakeKube, clock: Clock) -> None:

@@ -8,6 +8,10 @@ fresh GET and the same pure `judge`, with the same `now` and snapshots, so an en
 re-claimed meanwhile (its claim is newer than `now`, hence in flight) is kept. That is also why
 overlapping sweeps are safe: the loser re-judges and finds nothing left to do.
 
+Transient failures (no answer, 429, 5xx) are retried through `common.retry`: a few times per
+ConfigMap, per namespace LIST and for the ConfigMap LIST, within the sweep's budget. The
+summary's `retries` and cocoon_webhook_api_retries_total{component="reaper"} say how many.
+
 I/O goes through KubeApi only; every decision is `common.decisions.reap`.
 """
 
@@ -15,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from cloudevents.exceptions import GenericException as CloudEventError
@@ -56,8 +62,11 @@ from common.naming import (
 )
 from common.pod import pods_from_json
 from common.reservation import MalformedEntry, data_bytes, decode
+from common.retry import DeadlineExceeded, Retrier, Tries
 
 MAX_ATTEMPTS = 5
+# Transient failures retried per ConfigMap (its GETs and PUTs together) and per LIST.
+TRANSIENT_RETRIES = 3
 # The CronJob's tick waits 200 s for the reply (SPEC 12.6); pools not started by then are left
 # for the next run and counted as errors, so the reply still arrives in time.
 SWEEP_BUDGET_S = 200.0
@@ -85,6 +94,7 @@ class Summary:
     released: int = 0  # entries removed, malformed ones included
     malformed: int = 0
     errors: int = 0
+    retries: int = 0  # transient API failures retried (each one is not an error)
     dry_run: bool = False
     listed: bool = True
 
@@ -104,6 +114,7 @@ class Summary:
             "released": self.released,
             "malformed": self.malformed,
             "errors": self.errors,
+            "retries": self.retries,
             "dryRun": self.dry_run,
         }
 
@@ -119,13 +130,16 @@ class _Snapshots:
     are left alone, and the failure counts once, not once per pool.
     """
 
-    def __init__(self, kube: KubeApi, max_age_s: float, monotonic: Callable[[], float]) -> None:
+    def __init__(self, kube: KubeApi, max_age_s: float, calls: _Calls) -> None:
         self._kube = kube
         self._max_age_s = max_age_s
-        self._monotonic = monotonic
+        self._calls = calls
+        self._monotonic = calls.monotonic
         self._taken: dict[str, tuple[float, Presence]] = {}
         self.failed: dict[str, str] = {}  # namespace → error
         self.lists = 0
+        self.retries = 0
+        self._retries_lock = threading.Lock()
 
     def fresh(self, namespaces: set[str]) -> dict[str, Presence | None]:
         now = self._monotonic()
@@ -150,15 +164,21 @@ class _Snapshots:
         # Stamped before the call: the snapshot is at least as old as the request.
         started = self._monotonic()
         self.lists += 1
+        tries = self._calls.tries()
         try:
-            items = self._kube.list_pods(namespace, "", CALL_TIMEOUT_S)
-        except KubeError as exc:
-            self.failed[namespace] = str(exc)
+            items = self._calls.retrier.call(
+                tries, lambda timeout: self._kube.list_pods(namespace, "", timeout)
+            )
+        except (KubeError, DeadlineExceeded) as exc:
+            self.failed[namespace] = str(exc) or "sweep budget spent"
             _log.warning(
                 "pod list failed; entries of the namespace left untouched",
                 extra={"namespace": namespace, "error": str(exc)},
             )
             return
+        finally:
+            with self._retries_lock:  # namespaces are listed side by side
+                self.retries += tries.spent
         self._taken[namespace] = (started, Presence.of(pods_from_json(items)))
 
 
@@ -170,6 +190,24 @@ class _PoolResult:
     released: int = 0
     malformed: int = 0
     errors: int = 0
+    retries: int = 0
+
+
+@dataclass
+class _Calls:
+    """How a sweep calls the API: transient failures retried within the sweep's budget."""
+
+    retrier: Retrier
+    deadline: float
+    monotonic: Callable[[], float]
+
+    @classmethod
+    def for_sweep(cls, started: float, monotonic: Callable[[], float]) -> _Calls:
+        retrier = Retrier("reaper", longest_attempt=CALL_TIMEOUT_S, monotonic=monotonic)
+        return cls(retrier, started + SWEEP_BUDGET_S, monotonic)
+
+    def tries(self) -> Tries:
+        return Tries(self.deadline, TRANSIENT_RETRIES)
 
 
 def sweep(
@@ -212,15 +250,20 @@ def _sweep(
     monotonic: Callable[[], float],
     started: float,
 ) -> None:
+    calls = _Calls.for_sweep(started, monotonic)
+    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+    tries = calls.tries()
     try:
-        found = kube.list_configmaps(
-            AFFINITY_NAMESPACE, f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}", CALL_TIMEOUT_S
+        found = calls.retrier.call(
+            tries, lambda timeout: kube.list_configmaps(AFFINITY_NAMESPACE, selector, timeout)
         )
     except KubeError as exc:
         summary.listed = False
         summary.errors = 1
         _log.error("configmap list failed", extra={"error": str(exc)})
         return
+    finally:
+        summary.retries += tries.spent
     # The label, not the name or an entry's `pool` field, says which pool a ConfigMap holds.
     pools = sorted(
         ((cm.labels.get(POOL_KEY, ""), cm) for cm in found if cm.labels.get(POOL_KEY)),
@@ -228,7 +271,7 @@ def _sweep(
     )
     summary.pools = len(pools)
     window = timedelta(seconds=settings.inflight_window_s)
-    snapshots = _Snapshots(kube, settings.inflight_window_s / 2, monotonic)
+    snapshots = _Snapshots(kube, settings.inflight_window_s / 2, calls)
     for index, (pool, configmap) in enumerate(pools):
         if monotonic() - started > SWEEP_BUDGET_S:
             left = len(pools) - index
@@ -238,18 +281,23 @@ def _sweep(
                 extra={"pools": left, "budgetS": SWEEP_BUDGET_S},
             )
             break
-        done = _sweep_pool(kube, settings, now, window, pool, configmap, snapshots, summary.dry_run)
+        done = _sweep_pool(
+            kube, calls, settings, now, window, pool, configmap, snapshots, summary.dry_run
+        )
         summary.checked += done.checked
         summary.marked += done.marked
         summary.cleared += done.cleared
         summary.released += done.released
         summary.malformed += done.malformed
         summary.errors += done.errors
+        summary.retries += done.retries
     summary.errors += len(snapshots.failed)
+    summary.retries += snapshots.retries
 
 
 def _sweep_pool(
     kube: KubeApi,
+    calls: _Calls,
     settings: Settings,
     now: datetime,
     window: timedelta,
@@ -259,6 +307,25 @@ def _sweep_pool(
     dry_run: bool,
 ) -> _PoolResult:
     """Judge one ConfigMap and write its changes in one guarded PUT, re-judging on conflict."""
+    tries = calls.tries()
+    result = _judge_and_write(kube, calls, tries, settings, now, window, pool, stored, snapshots,
+                              dry_run)  # fmt: skip
+    result.retries = tries.spent
+    return result
+
+
+def _judge_and_write(
+    kube: KubeApi,
+    calls: _Calls,
+    tries: Tries,
+    settings: Settings,
+    now: datetime,
+    window: timedelta,
+    pool: str,
+    stored: ConfigMap,
+    snapshots: _Snapshots,
+    dry_run: bool,
+) -> _PoolResult:
     grace = timedelta(seconds=settings.reaper_grace_s)
     context = {"pool": pool, "configmap": stored.name}
     changes: Changes | None = None
@@ -280,29 +347,35 @@ def _sweep_pool(
             resource_version=stored.resource_version,
         )
         try:
-            kube.replace_configmap(update, CALL_TIMEOUT_S)
+            calls.retrier.call(tries, partial(kube.replace_configmap, update))
         except Conflict:
             metrics.CONFLICTS_TOTAL.labels(pool=pool).inc()
             _log.debug("conflict; judging the fresh entries again", extra=context)
         except NotFound:
             _log.info("configmap deleted during the sweep", extra=context)
             return _PoolResult()
-        except KubeError as exc:
-            _log.warning("configmap update failed", extra={**context, "error": str(exc)})
+        except (KubeError, DeadlineExceeded) as exc:
+            _log.warning("configmap update failed", extra={**context, "error": _why(exc)})
             return _PoolResult(checked=len(changes.outcomes), errors=1)
         else:
             metrics.record_pool_size(pool, len(data), data_bytes(data))
             return _finish(pool, stored.data, changes, written=True)
         try:
-            stored = kube.get_configmap(stored.namespace, stored.name, CALL_TIMEOUT_S)
+            stored = calls.retrier.call(
+                tries, partial(kube.get_configmap, stored.namespace, stored.name)
+            )
         except NotFound:
             _log.info("configmap deleted during the sweep", extra=context)
             return _PoolResult()
-        except KubeError as exc:
-            _log.warning("configmap read failed", extra={**context, "error": str(exc)})
+        except (KubeError, DeadlineExceeded) as exc:
+            _log.warning("configmap read failed", extra={**context, "error": _why(exc)})
             return _PoolResult(checked=len(changes.outcomes), errors=1)
     _log.warning("configmap not updated: too many conflicts", extra=context)
     return _PoolResult(checked=len(changes.outcomes) if changes else 0, errors=1)
+
+
+def _why(exc: Exception) -> str:
+    return "sweep budget spent" if isinstance(exc, DeadlineExceeded) else str(exc)
 
 
 def _finish(pool: str, data: Mapping[str, str], changes: Changes, *, written: bool) -> _PoolResult:

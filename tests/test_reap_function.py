@@ -19,6 +19,7 @@ import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
+from common.reaper import TRANSIENT_RETRIES
 from common.reservation import Reservation, decode, encode
 from common.tick import EVENT_SOURCE, EVENT_TYPE
 from tests.cluster import AFFINITY, add_node, affinity_data, apply_patch, cocoon_pod, pod_review
@@ -77,7 +78,7 @@ def tick(client: TestClient, data: bytes = b"{}", status: int = 200) -> dict[str
 
 def summary_of(**fields: Any) -> dict[str, Any]:
     base = {"pools": 1, "checked": 0, "marked": 0, "cleared": 0, "released": 0, "malformed": 0,
-            "errors": 0, "dryRun": False}  # fmt: skip
+            "errors": 0, "retries": 0, "dryRun": False}  # fmt: skip
     return {**base, **fields}
 
 
@@ -304,8 +305,27 @@ def test_structured_mode_and_dry_run(core: Any, reap: TestClient) -> None:
 
 
 def test_503_when_configmaps_cannot_be_listed(emulator: Any, reap: TestClient) -> None:
-    emulator.fault("GET", CM_LIST_PATH, status=500)
-    assert tick(reap, status=503) == summary_of(pools=0, errors=1)
+    emulator.fault("GET", CM_LIST_PATH, status=500, times=TRANSIENT_RETRIES + 1)
+    assert tick(reap, status=503) == summary_of(pools=0, errors=1, retries=TRANSIENT_RETRIES)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"status": 503}, id="503"),
+        pytest.param({"status": 429}, id="429"),
+        pytest.param({"drop": True}, id="dropped"),
+    ],
+)
+def test_transient_failures_are_retried_and_reported(
+    emulator: Any, core: Any, reap: TestClient, fault: dict[str, Any]
+) -> None:
+    now = datetime.now(UTC)
+    write_entries(core, {"ns.demo.0": stale("gone", 0, now)})
+    emulator.fault("GET", CM_LIST_PATH, **fault)
+    emulator.fault("PUT", f"{CM_LIST_PATH}/*", **fault)
+    assert tick(reap) == summary_of(checked=1, released=1, retries=2)
+    assert affinity_data(core) == {}
 
 
 def test_failed_pod_list_is_partial(emulator: Any, core: Any, reap: TestClient) -> None:
@@ -315,8 +335,8 @@ def test_failed_pod_list_is_partial(emulator: Any, core: Any, reap: TestClient) 
         "ns.demo.0": stale("gone", 0, now),
         "other.demo.0": stale("gone", 0, now, namespace="other"),
     })  # fmt: skip
-    emulator.fault("GET", "/api/v1/namespaces/ns/pods", status=500)
-    assert tick(reap) == summary_of(checked=2, released=1, errors=1)
+    emulator.fault("GET", "/api/v1/namespaces/ns/pods", status=500, times=TRANSIENT_RETRIES + 1)
+    assert tick(reap) == summary_of(checked=2, released=1, errors=1, retries=TRANSIENT_RETRIES)
     assert set(affinity_data(core)) == {"ns.demo.0"}
 
 
@@ -344,7 +364,7 @@ def test_cronjob_tick_runs_a_sweep(emulator: Any, core: Any, tmp_path: Any) -> N
         assert json.loads(sent.stdout) == summary_of(checked=1, released=1)
         assert affinity_data(core) == {}
 
-        emulator.fault("GET", CM_LIST_PATH, status=500)
+        emulator.fault("GET", CM_LIST_PATH, status=500, times=TRANSIENT_RETRIES + 1)
         failed = subprocess.run(
             [sys.executable, "-m", "common.tick", url],
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,

@@ -75,7 +75,7 @@ def conflicts(pool: str) -> float:
 
 def summary_of(**fields: Any) -> dict[str, Any]:
     base = {"pools": 1, "checked": 0, "marked": 0, "cleared": 0, "released": 0, "malformed": 0,
-            "errors": 0, "dryRun": False}  # fmt: skip
+            "errors": 0, "retries": 0, "dryRun": False}  # fmt: skip
     return {**base, **fields}
 
 
@@ -106,7 +106,7 @@ def test_wire_names() -> None:
     assert Summary(pools=2, checked=9, marked=1, cleared=2, released=3, malformed=1,
                    errors=0).encode() == (
         b'{"pools":2,"checked":9,"marked":1,"cleared":2,"released":3,"malformed":1,'
-        b'"errors":0,"dryRun":false}'
+        b'"errors":0,"retries":0,"dryRun":false}'
     )  # fmt: skip
 
 
@@ -273,21 +273,64 @@ def test_too_many_conflicts_count_an_error(kube: FakeKube) -> None:
     assert sweeps("partial") == partial_before + 1
 
 
+TRANSIENT = [
+    pytest.param(KubeError("update: 500", 500), id="server-error"),
+    pytest.param(KubeError("update: 429", 429), id="throttled"),
+    pytest.param(Unreachable("update: timeout"), id="unreachable"),
+]
+
+
+def retried(cause: str) -> float:
+    labels = {"component": "reaper", "cause": cause}
+    return REGISTRY.get_sample_value("cocoon_webhook_api_retries_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("error", TRANSIENT)
+@pytest.mark.parametrize("verb", ["replace_configmap", "list_pods", "list_configmaps"])
+def test_a_transient_failure_is_retried_and_reported(
+    kube: FakeKube, error: KubeError, verb: str
+) -> None:
+    add_pool(kube, "a", {"ns.demo.0": value("gone")})
+    kube.script[verb] = [error]
+    cause = "no_answer" if error.status is None else str(error.status)
+    before = retried(cause)
+    summary = sweep(kube, SETTINGS, NOW)
+    assert (summary.errors, summary.retries, summary.marked) == (0, 1, 1)
+    assert summary.to_json()["retries"] == 1
+    assert retried(cause) == before + 1
+    assert decode(stored(kube, "a")["ns.demo.0"]).missing_since == NOW
+
+
+@pytest.mark.parametrize("error", TRANSIENT)
+def test_lasting_write_failures_leave_the_pool_for_the_next_sweep(
+    kube: FakeKube, error: KubeError
+) -> None:
+    add_pool(kube, "a", {"ns.demo.0": value("gone")})
+    add_pool(kube, "b", {"ns.demo.0": value("gone")})
+    kube.script["replace_configmap"] = [error] * (reaper.TRANSIENT_RETRIES + 1)
+    summary = sweep(kube, SETTINGS, NOW)
+    assert (summary.errors, summary.retries, summary.marked) == (1, reaper.TRANSIENT_RETRIES, 1)
+    assert kube.calls.count("replace_configmap") == reaper.TRANSIENT_RETRIES + 2
+    assert decode(stored(kube, "a")["ns.demo.0"]).missing_since is None
+
+
 @pytest.mark.parametrize(
     ("error", "errors"),
     [
-        pytest.param(KubeError("update: 500", 500), 1, id="server-error"),
-        pytest.param(Unreachable("update: timeout"), 1, id="unreachable"),
+        pytest.param(KubeError("update: 403", 403), 1, id="forbidden"),
+        pytest.param(KubeError("update: 422", 422), 1, id="invalid"),
         pytest.param(NotFound("update: 404", 404), 0, id="deleted-meanwhile"),
     ],
 )
-def test_write_failures(kube: FakeKube, error: KubeError, errors: int) -> None:
+def test_final_write_failures_are_not_retried(
+    kube: FakeKube, error: KubeError, errors: int
+) -> None:
     add_pool(kube, "a", {"ns.demo.0": value("gone")})
     add_pool(kube, "b", {"ns.demo.0": value("gone")})
     kube.script["replace_configmap"] = [error]
     summary = sweep(kube, SETTINGS, NOW)
-    assert summary.errors == errors
-    assert summary.marked == 1
+    assert (summary.errors, summary.retries, summary.marked) == (errors, 0, 1)
+    assert kube.calls.count("replace_configmap") == 2
     assert decode(stored(kube, "a")["ns.demo.0"]).missing_since is None
 
 
@@ -296,19 +339,29 @@ def test_failed_namespace_leaves_its_entries_and_counts_once(kube: FakeKube) -> 
                                                 missing=timedelta(hours=1)),
                          "ok.demo.0": value("gone", namespace="ok")})  # fmt: skip
     add_pool(kube, "b", {"bad-ns.demo.1": value("gone", namespace="bad-ns", slot=1)})
-    kube.script["list_pods"] = [KubeError("list pods bad-ns: 500", 500)]
+    healthy = kube.list_pods
+
+    def list_pods(namespace: str | None, field_selector: str, timeout: float) -> Any:
+        if namespace == "bad-ns":
+            kube.calls.append("list_pods")
+            raise KubeError("list pods bad-ns: 500", 500)
+        return healthy(namespace, field_selector, timeout)
+
+    kube.list_pods = list_pods  # type: ignore[method-assign]
     partial_before = sweeps("partial")
     summary = sweep(kube, SETTINGS, NOW)
-    assert summary.errors == 1
+    assert (summary.errors, summary.retries) == (1, reaper.TRANSIENT_RETRIES)
     assert (summary.checked, summary.marked, summary.released) == (3, 1, 0)
     assert "bad-ns.demo.0" in stored(kube, "a")
     assert decode(stored(kube, "b")["bad-ns.demo.1"]).missing_since is None
-    assert kube.calls.count("list_pods") == 2
+    assert kube.calls.count("list_pods") == reaper.TRANSIENT_RETRIES + 2
     assert sweeps("partial") == partial_before + 1
 
 
 def test_configmaps_not_listed(kube: FakeKube) -> None:
-    kube.script["list_configmaps"] = [Unreachable("list configmaps: connection refused")]
+    kube.script["list_configmaps"] = [Unreachable("list configmaps: connection refused")] * (
+        reaper.TRANSIENT_RETRIES + 1
+    )
     error_before = sweeps("error")
     summary = sweep(kube, SETTINGS, NOW)
     assert not summary.listed
@@ -471,7 +524,7 @@ def test_handler_sweeps_on_a_cloudevent(kube: FakeKube, client: TestClient) -> N
     assert reply.status_code == 200
     assert reply.headers["content-type"] == "application/json"
     assert reply.content == (b'{"pools":1,"checked":1,"marked":1,"cleared":0,"released":0,'
-                             b'"malformed":0,"errors":0,"dryRun":false}')  # fmt: skip
+                             b'"malformed":0,"errors":0,"retries":0,"dryRun":false}')  # fmt: skip
 
 
 def test_handler_dry_run(kube: FakeKube, client: TestClient) -> None:
@@ -483,11 +536,13 @@ def test_handler_dry_run(kube: FakeKube, client: TestClient) -> None:
 
 
 def test_handler_503_when_configmaps_cannot_be_listed(kube: FakeKube, client: TestClient) -> None:
-    kube.script["list_configmaps"] = [Unreachable("list configmaps: timeout")]
+    retries = reaper.TRANSIENT_RETRIES
+    kube.script["list_configmaps"] = [Unreachable("list configmaps: timeout")] * (retries + 1)
     reply = client.post("/", content=b"{}", headers=BINARY)
     assert reply.status_code == 503
     assert reply.json() == {"pools": 0, "checked": 0, "marked": 0, "cleared": 0, "released": 0,
-                            "malformed": 0, "errors": 1, "dryRun": False}  # fmt: skip
+                            "malformed": 0, "errors": 1, "retries": retries,
+                            "dryRun": False}  # fmt: skip
 
 
 def test_handler_500_on_a_bug(kube: FakeKube, client: TestClient) -> None:

@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from common.admission import Endpoint
 from common.affinity import AffinityStore
@@ -23,9 +24,14 @@ from common.kube import KubeApi, KubeError, NotFound
 from common.logs import get_logger
 from common.models import Review
 from common.pod import decode_pod
+from common.retry import DeadlineExceeded, Retrier, Tries
 from common.verdict import AUDIT_REASON, Decision, Verdict, allow, deny, warning
 
 PARENT_GET_TIMEOUT_S = 2.0
+# The parent GET may take this long from receipt, its one retry of a transient failure
+# included: inside the webhook's 5 s timeout, after which the API server fails the call anyway.
+PARENT_GET_BUDGET_S = 4.0
+PARENT_GET_RETRIES = 1
 RESERVE_WORKERS = 64
 
 _log = get_logger("endpoints")
@@ -37,6 +43,8 @@ def _fail_closed(exc: Exception) -> Verdict:
 
 
 def validate_endpoint(kube: KubeApi) -> Endpoint:
+    parent_reads = Retrier("validate", longest_attempt=PARENT_GET_TIMEOUT_S)
+
     async def decide(review: Review) -> Verdict:
         req = review.request
         if req.operation != "UPDATE":
@@ -61,14 +69,16 @@ def validate_endpoint(kube: KubeApi) -> Endpoint:
             # Growing or equal is allowed whatever the parent is: skipping the GET keeps an
             # API outage from blocking scale-ups (the parent only matters for a scale-down).
             return allow()
+        budget = Tries(review.received_at + PARENT_GET_BUDGET_S, PARENT_GET_RETRIES)
+        read = partial(kube.get_workload, resource, namespace, name)
         try:
-            parent = await asyncio.to_thread(
-                kube.get_workload, resource, namespace, name, PARENT_GET_TIMEOUT_S
-            )
+            parent = await asyncio.to_thread(parent_reads.call, budget, read)
         except NotFound:
             return allow()
         except KubeError as exc:
             return workload.parent_error_verdict(str(exc))
+        except DeadlineExceeded:
+            return workload.parent_error_verdict("no time left to read it")
         if not workload.parent_is_cocoon(parent):
             return allow()
         return workload.scale_down_verdict("Scale", namespace, name, old, new)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,6 +44,15 @@ def blocked(old: int, new: int) -> str:
 
 def parent_gets(emulator: Any) -> list[tuple[str, str]]:
     return [(r["method"], r["path"]) for r in emulator.requests() if "/apis/apps/" in r["path"]]
+
+
+def settled_parent_gets(emulator: Any, expected: int) -> list[tuple[str, str]]:
+    """The parent GETs once `expected` are logged: the log is in completion order, and a timed
+    out attempt completes on the emulator's side only when its delay is over."""
+    deadline = time.monotonic() + 10
+    while len(gets := parent_gets(emulator)) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return gets
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "StatefulSet"])
@@ -90,9 +100,44 @@ def test_scale_up_needs_no_parent_read(validate: TestClient, apps: Any, emulator
     assert parent_gets(emulator) == []
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"status": 500}, id="500"),
+        pytest.param({"status": 503}, id="503"),
+        pytest.param({"status": 429}, id="429"),
+        pytest.param({"drop": True}, id="dropped"),
+        pytest.param({"delay": 3.0}, id="slow"),
+    ],
+)
+def test_one_transient_parent_read_failure_is_retried(
+    validate: TestClient, apps: Any, emulator: Any, fault: dict[str, Any]
+) -> None:
+    apps.create_namespaced_deployment("ns", workload(3))
+    emulator.fault("GET", PARENT, **fault)
+    emulator.clear_requests()
+    response = response_of(validate.post("/validate", json=scale_review(3, 1)))
+    assert response["status"]["message"] == blocked(3, 1)
+    assert settled_parent_gets(emulator, 2) == [("GET", PARENT)] * 2
+
+
+@pytest.mark.parametrize("status", [403, 422])
+def test_a_final_parent_read_answer_is_not_retried(
+    validate: TestClient, apps: Any, emulator: Any, status: int
+) -> None:
+    apps.create_namespaced_deployment("ns", workload(3))
+    emulator.fault("GET", PARENT, status=status, times=2)
+    emulator.clear_requests()
+    response = response_of(validate.post("/validate", json=scale_review(3, 1)))
+    assert response["status"]["message"].startswith(
+        f"cocoon-webhook: cannot verify parent workload: get deployments ns/demo: {status} "
+    )
+    assert parent_gets(emulator) == [("GET", PARENT)]
+
+
 def test_failing_parent_read_denies(validate: TestClient, apps: Any, emulator: Any) -> None:
     apps.create_namespaced_deployment("ns", workload(3))
-    emulator.fault("GET", PARENT, status=500)
+    emulator.fault("GET", PARENT, status=500, times=3)
     before = admission_count("validate", "error")
     response = response_of(validate.post("/validate", json=scale_review(3, 1)))
     message = response["status"]["message"]
@@ -104,20 +149,23 @@ def test_failing_parent_read_denies(validate: TestClient, apps: Any, emulator: A
     assert admission_count("validate", "error") == before + 1
 
 
-def test_slow_parent_read_denies_after_two_seconds(
+def test_slow_parent_reads_deny_within_the_webhook_timeout(
     validate: TestClient, apps: Any, emulator: Any
 ) -> None:
     apps.create_namespaced_deployment("ns", workload(3))
-    emulator.fault("GET", PARENT, delay=3.0)
+    emulator.fault("GET", PARENT, delay=3.0, times=2)
+    started = time.monotonic()
     response = response_of(validate.post("/validate", json=scale_review(3, 1)))
-    assert response["status"]["message"] == (
-        "cocoon-webhook: cannot verify parent workload: get deployments ns/demo: timeout after 2s"
+    assert time.monotonic() - started < 4.5  # the API server gives up on us after 5 s
+    assert response["status"]["message"].startswith(
+        "cocoon-webhook: cannot verify parent workload: get deployments ns/demo: timeout after "
     )
+    assert len(settled_parent_gets(emulator, 2)) == 2
 
 
 def test_dropped_parent_read_denies(validate: TestClient, apps: Any, emulator: Any) -> None:
     apps.create_namespaced_deployment("ns", workload(3))
-    emulator.fault("GET", PARENT, drop=True, times=3)
+    emulator.fault("GET", PARENT, drop=True, times=4)
     response = response_of(validate.post("/validate", json=scale_review(3, 1)))
     assert response["allowed"] is False
     assert response["status"]["message"].startswith(

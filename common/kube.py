@@ -185,9 +185,11 @@ def _load_configuration(kubeconfig: str | None, context: str | None = None) -> A
         )
     else:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
-    # Only connection failures are retried here; answers that say "try again" and timeouts are
-    # retried by the callers (common/retry.py), which know how much time they have left.
-    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0)
+    # Only connection failures are retried here; answers that say "try again" (Retry-After
+    # included) and timeouts go to the callers (common/retry.py), which know their time left.
+    configuration.retries = urllib3.Retry(
+        total=1, connect=1, read=0, status=0, redirect=0, respect_retry_after_header=False
+    )
     # One process serves many threads; urllib3's default pool of 4 would serialise them.
     configuration.connection_pool_maxsize = 64
     return configuration

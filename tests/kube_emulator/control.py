@@ -9,8 +9,11 @@ Served under `/_emulator/` (never logged themselves):
   "status": 500, "delay": 0.2, "drop": false, "times": 1}` scripts the next `times` responses
   to matching requests. `path` is an fnmatch pattern over the path without the query (`*` also
   crosses `/`); `method` `*` matches any. A fault with `status` answers that code with a Status
-  body instead of serving the request; `drop` closes the connection without an answer; `delay`
-  alone only slows the real answer down. `GET` lists pending faults, `DELETE` clears them.
+  body instead of serving the request, with a `Retry-After` header when `retryAfter` (whole
+  seconds) is given; `drop` closes the connection without an answer; `loseAnswer` serves the
+  request (a write lands) and then closes the connection without sending the answer, whose
+  status the log still records; `delay` alone only slows the real answer down. `GET` lists
+  pending faults, `DELETE` clears them.
 - `GET /_emulator/audit` → the admission chain's audit events (`AdmissionChain.audit_events`):
   `[{"operation", "resource", "subresource", "namespace", "name", "annotations"}, …]`;
   `DELETE` clears them.
@@ -37,6 +40,8 @@ class Fault:
     delay: float
     drop: bool
     times: int
+    retry_after: int | None = None
+    lose_answer: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path)
@@ -49,6 +54,8 @@ class Fault:
             "delay": self.delay,
             "drop": self.drop,
             "times": self.times,
+            "retryAfter": self.retry_after,
+            "loseAnswer": self.lose_answer,
         }
 
 
@@ -69,9 +76,17 @@ def parse_fault(body: Any) -> Fault:
     times = body.get("times", 1)
     if not isinstance(times, int) or times < 1:
         raise ValueError("times must be a positive integer")
-    if status is None and not drop and not delay:
-        raise ValueError("a fault needs a status, a delay or drop")
-    return Fault(method, path, status, float(delay), drop, times)
+    retry_after = body.get("retryAfter")
+    if retry_after is not None and (
+        not isinstance(retry_after, int) or retry_after < 0 or status is None
+    ):
+        raise ValueError("retryAfter must be a non-negative integer, with a status")
+    lose_answer = bool(body.get("loseAnswer", False))
+    if lose_answer and (status is not None or drop):
+        raise ValueError("loseAnswer serves the request: it goes with neither status nor drop")
+    if status is None and not drop and not delay and not lose_answer:
+        raise ValueError("a fault needs a status, a delay, drop or loseAnswer")
+    return Fault(method, path, status, float(delay), drop, times, retry_after, lose_answer)
 
 
 class Controls:

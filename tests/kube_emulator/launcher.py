@@ -150,20 +150,23 @@ class EmulatorProcess:
         delay: float = 0,
         drop: bool = False,
         times: int = 1,
+        retry_after: int | None = None,
+        lose_answer: bool = False,
     ) -> None:
-        """Script the next `times` responses to `method` on paths matching the fnmatch pattern."""
-        self._control(
-            "POST",
-            "faults",
-            {
-                "method": method,
-                "path": path_pattern,
-                "status": status,
-                "delay": delay,
-                "drop": drop,
-                "times": times,
-            },
-        )
+        """Script the next `times` responses to `method` on paths matching the fnmatch pattern
+        (`retry_after` goes with a `status`; `lose_answer` serves the request, then drops)."""
+        fault: dict[str, Any] = {
+            "method": method,
+            "path": path_pattern,
+            "status": status,
+            "delay": delay,
+            "drop": drop,
+            "times": times,
+            "loseAnswer": lose_answer,
+        }
+        if retry_after is not None:
+            fault["retryAfter"] = retry_after
+        self._control("POST", "faults", fault)
 
     def clear_faults(self) -> None:
         self._control("DELETE", "faults")

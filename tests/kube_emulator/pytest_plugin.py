@@ -2,7 +2,8 @@
 
 - `kube_emulator` (session): one emulator subprocess for the whole run, killed at the end. The
   handle has `.url`, `.kubeconfig`, `.api_client()`, `.reset()`, `.requests()`,
-  `.clear_requests()`, `.fault(method, path_pattern, *, status, delay, drop, times)` and
+  `.clear_requests()`, `.fault(method, path_pattern, *, status, delay, drop, times,
+  retry_after, lose_answer)` and
   `.compact()`.
 - `emulator` (function): the same handle after a reset (namespaces `default` and
   `cocoon-system` only) and with an empty request log.

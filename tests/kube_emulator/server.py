@@ -257,8 +257,8 @@ class Handler(BaseHTTPRequestHandler):
                     fault.status, "InternalError" if fault.status >= 500 else "BadRequest"
                 )
                 err = errors.ApiError(fault.status, reason, f"injected fault: {method} {path}", {})
-                if fault.status == 429:
-                    err.headers["Retry-After"] = "1"
+                if fault.retry_after is not None:
+                    err.headers["Retry-After"] = str(fault.retry_after)
                 emulator.controls.record(method, path, query, fault.status)
                 self._send(error_response(err))
                 return
@@ -266,6 +266,9 @@ class Handler(BaseHTTPRequestHandler):
         req = Request(method, path, query, headers, body)
         resp = emulator.api.handle(req, alive=self._alive)
         emulator.controls.record(method, path, query, resp.status)
+        if fault is not None and fault.lose_answer:
+            self._drop()  # served, and the answer lost: the client cannot tell it landed
+            return
         if resp.stream is not None:
             self._stream(resp)
         else:

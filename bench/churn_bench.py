@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -118,10 +119,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     except (OSError, ssl.SSLError):
         pass
     finally:
-        try:
+        with contextlib.suppress(OSError, RuntimeError):
             writer.close()
-        except (OSError, RuntimeError):
-            pass
 
 
 # --- the cluster's other actors ------------------------------------------------------------------
@@ -318,8 +317,8 @@ def main() -> None:
         pki = Pki.create(workdir / "certs")
         front = TlsFront(pki.cert_file, pki.key_file, ports)
         configurations = webhook_configurations(front.port, pki.ca_file.read_bytes())
-        register(emulator.api_client(),
-                 [c for c in configurations if c["kind"] == "MutatingWebhookConfiguration"])  # fmt: skip
+        mutating = [c for c in configurations if c["kind"] == "MutatingWebhookConfiguration"]
+        register(emulator.api_client(), mutating)
 
         churn = Churn(core, args.replicas)
         reaper_kube = ClientKubeApi(emulator.kubeconfig)
@@ -381,9 +380,10 @@ def main() -> None:
 
         stats = churn.stats
         admitted = stats["admissions"]
+        deletions = stats["deletions"]
         print(f"duration {elapsed:.0f}s, replicas {args.replicas}, mutate processes "
-              f"{args.mutators}, deletions {stats['deletions']} ({stats['deletions'] / elapsed:.1f}/s)"
-              f", faults injected {sum(injected.values())} ({args.faults} mix)")  # fmt: skip
+              f"{args.mutators}, deletions {deletions} ({deletions / elapsed:.1f}/s), "
+              f"faults injected {sum(injected.values())} ({args.faults} mix)")  # fmt: skip
         for kind, count in sorted(injected.items()):
             print(f"  {count:>4}  {kind}")
         fail_opens = stats["fail-opens"]

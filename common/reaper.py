@@ -190,7 +190,6 @@ class _PoolResult:
     released: int = 0
     malformed: int = 0
     errors: int = 0
-    retries: int = 0
 
 
 @dataclass
@@ -281,40 +280,22 @@ def _sweep(
                 extra={"pools": left, "budgetS": SWEEP_BUDGET_S},
             )
             break
+        tries = calls.tries()
         done = _sweep_pool(
-            kube, calls, settings, now, window, pool, configmap, snapshots, summary.dry_run
+            kube, calls, tries, settings, now, window, pool, configmap, snapshots, summary.dry_run
         )
+        summary.retries += tries.spent
         summary.checked += done.checked
         summary.marked += done.marked
         summary.cleared += done.cleared
         summary.released += done.released
         summary.malformed += done.malformed
         summary.errors += done.errors
-        summary.retries += done.retries
     summary.errors += len(snapshots.failed)
     summary.retries += snapshots.retries
 
 
 def _sweep_pool(
-    kube: KubeApi,
-    calls: _Calls,
-    settings: Settings,
-    now: datetime,
-    window: timedelta,
-    pool: str,
-    stored: ConfigMap,
-    snapshots: _Snapshots,
-    dry_run: bool,
-) -> _PoolResult:
-    """Judge one ConfigMap and write its changes in one guarded PUT, re-judging on conflict."""
-    tries = calls.tries()
-    result = _judge_and_write(kube, calls, tries, settings, now, window, pool, stored, snapshots,
-                              dry_run)  # fmt: skip
-    result.retries = tries.spent
-    return result
-
-
-def _judge_and_write(
     kube: KubeApi,
     calls: _Calls,
     tries: Tries,
@@ -326,6 +307,8 @@ def _judge_and_write(
     snapshots: _Snapshots,
     dry_run: bool,
 ) -> _PoolResult:
+    """Judge one ConfigMap and write its changes in one guarded PUT, re-judging on conflict;
+    transient failures of its GETs and PUTs draw on `tries`."""
     grace = timedelta(seconds=settings.reaper_grace_s)
     context = {"pool": pool, "configmap": stored.name}
     changes: Changes | None = None

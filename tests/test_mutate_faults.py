@@ -87,7 +87,7 @@ TRANSIENT = {
     "429": {"status": 429},
     "429-retry-after": {"status": 429, "retry_after": 1},
     "dropped": {"drop": True},
-    "slow": {"delay": 2.0},
+    "slow": {"delay": 2.5},
 }
 READS = {"configmap": ("GET", CM_PATH), "nodes": ("GET", "/api/v1/nodes"),
          "pods": ("GET", "/api/v1/namespaces/ns/pods")}  # fmt: skip

@@ -55,8 +55,9 @@ def test_no_retry_without_time_for_it() -> None:
 
 @pytest.mark.parametrize(
     ("left", "longest", "timeout"),
-    [(3.0, float("inf"), 1.5), (0.8, float("inf"), SHORTEST_ATTEMPT_S), (0.3, float("inf"), 0.3),
-     (200.0, 30.0, 30.0), (4.0, 2.0, 2.0), (1.0, 0.2, 0.2)],
+    [(3.0, float("inf"), 2.0), (1.2, float("inf"), SHORTEST_ATTEMPT_S),
+     (0.3, float("inf"), 0.3), (200.0, 30.0, 30.0), (4.0, 2.0, 2.0), (2.5, 2.0, 1.5),
+     (1.0, 0.2, 0.2)],
 )  # fmt: skip
 def test_attempt_timeouts_leave_room_for_a_retry(
     left: float, longest: float, timeout: float

@@ -13,8 +13,10 @@ from __future__ import annotations
 # replicas that failed together do not come back together.
 FIRST_WAIT_S = 0.05
 LONGEST_WAIT_S = 0.5
-# An attempt gets half the time left, so one that hangs leaves room for another, but never
-# less than this (a loaded API server can take that long for a healthy answer) ...
+# An attempt gets the time left but this much, so one that hangs leaves room for another; a
+# share would cut off a slow but healthy API server (1.5 s answers under load are real) ...
+KEPT_FOR_RETRY_S = 1.0
+# ... and never less than this, time permitting ...
 SHORTEST_ATTEMPT_S = 0.5
 # ... and a retry is only worth starting with at least this much time left for it.
 LEAST_TIME_FOR_RETRY_S = 0.1
@@ -27,7 +29,7 @@ def is_transient(status: int | None) -> bool:
 
 def attempt_timeout(left: float, longest: float) -> float:
     """The timeout of the next attempt with `left` seconds of budget, at most `longest`."""
-    return max(min(left / 2, longest), min(left, SHORTEST_ATTEMPT_S, longest))
+    return min(max(left - KEPT_FOR_RETRY_S, min(left, SHORTEST_ATTEMPT_S)), longest)
 
 
 def retry_wait(retry: int, retry_after: float | None, left: float, jitter: float) -> float | None:

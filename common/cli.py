@@ -283,7 +283,8 @@ def cmd_sweep(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out.write(render(summary.to_json(), ctx.output))
     else:
         doc = summary.to_json()
-        headers = ["POOLS", "CHECKED", "MARKED", "CLEARED", "RELEASED", "MALFORMED", "ERRORS"]
+        headers = ["POOLS", "CHECKED", "MARKED", "CLEARED", "RELEASED", "MALFORMED", "ERRORS",
+                   "RETRIES"]  # fmt: skip
         cells = [str(doc[h.lower()]) for h in headers]
         if summary.dry_run:
             headers.append("DRY-RUN")

@@ -465,7 +465,7 @@ def test_sweep_dry_run_then_sweep(emulator: Any, seeded: Any) -> None:
     assert code == 0
     assert json.loads(out) == {
         "pools": 3, "checked": 7, "marked": 1, "cleared": 0, "released": 1, "malformed": 1,
-        "errors": 0, "dryRun": True,
+        "errors": 0, "retries": 0, "dryRun": True,
     }  # fmt: skip
     assert data_of(seeded, "cocoon-affinity-default") == before
     code, out, _ = run(emulator, "sweep")

@@ -615,7 +615,9 @@ def test_last_success_is_stamped_by_successful_real_sweeps_only(kube: FakeKube) 
     metrics.LAST_SUCCESSFUL_SWEEP.set(0)
     sweep(kube, SETTINGS, NOW, dry_run=True)
     assert last_success() == 0
-    kube.script["list_configmaps"] = [Unreachable("list configmaps: connection refused")]
+    kube.script["list_configmaps"] = [Unreachable("list configmaps: connection refused")] * (
+        reaper.TRANSIENT_RETRIES + 1
+    )
     sweep(kube, SETTINGS, NOW)
     assert last_success() == 0
     before = time.time()

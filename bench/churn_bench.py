@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import ssl
 import sys
 import tempfile
@@ -417,6 +418,7 @@ def main() -> None:
             process.terminate()
             process.wait(10)
         emulator.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

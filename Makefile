@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run sandbox-check test lint format typecheck pytest bench clean debian-tools
+.PHONY: help install run sandbox-check test lint format typecheck pytest bench fuzz clean debian-tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -59,6 +59,10 @@ pytest: $(STAMP)
 
 bench: $(STAMP) ## print admission throughput and latency figures
 	$(PY) bench/admission_bench.py
+
+SECONDS ?= 60
+fuzz: $(STAMP) ## coverage-guided fuzzing of the envelope and object decoders for SECONDS (default 60)
+	$(PY) bench/fuzz_decoders.py -max_total_time=$(SECONDS) -print_final_stats=1
 
 .PHONY: reap
 REAP_KUBECONFIG ?= .sandbox/sandbox.kubeconfig

@@ -33,7 +33,7 @@ from cloudevents.http import from_http
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
-from common import metrics
+from common import metrics, strict_json
 from common.admission import (
     BodyTooLarge,
     method_not_allowed,
@@ -428,6 +428,9 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> Tick:
     structured event without `specversion`.
     """
     lowered = {key.lower(): value for key, value in headers.items()}
+    # Either mode may carry JSON that the cloudevents package parses recursively.
+    if strict_json.nesting_exceeds(body.decode("utf-8", "replace")):
+        raise NotACloudEvent(str(strict_json.TooDeep()))
     content_type = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type == STRUCTURED_CONTENT_TYPE:
         try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from common import strict_json
 from common.naming import MALFORMED_SINCE_ANNOTATION
 from common.pod import PodSummary
 from common.reservation import (
@@ -206,7 +207,7 @@ def parse_malformed_since(text: str | None) -> dict[str, datetime]:
     if not text:
         return {}
     try:
-        doc = json.loads(text)
+        doc = strict_json.loads(text)
     except ValueError:
         return {}
     if not isinstance(doc, dict):

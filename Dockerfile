@@ -37,7 +37,8 @@ COPY functions/ /app/functions/
 WORKDIR /app
 # functions-framework reads PORT, WORKERS (one worker: the process keeps shared state) and, per Service,
 # FUNCTION_TARGET/FUNCTION_SOURCE. It serves our async targets under gunicorn with a uvicorn worker on its
-# own; nothing here selects a server. Knative sets PORT itself and forbids overriding it.
+# own, on uvloop and httptools (runtime dependencies, so already in /wheels), which uvicorn picks by itself;
+# nothing here selects a server. Knative sets PORT itself and forbids overriding it.
 ENV PORT=8080 \
     WORKERS=1
 USER 65532:65532

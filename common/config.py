@@ -235,6 +235,15 @@ DEFAULT_INFLIGHT_WINDOW: Final = "30s"
 # Endpoints of a terminating pod take a few seconds to leave every client's view (EndpointSlice
 # controller, kube-proxy, the API server's service resolver); new connections keep coming meanwhile.
 DEFAULT_SHUTDOWN_DELAY: Final = "5s"
+DEFAULT_HEAD_TIMEOUT: Final = "10s"
+DEFAULT_BODY_TIMEOUT: Final = "10s"
+# Longer than Go's client-side idle timeout (90 s): if the server closed first, a POST racing
+# the close would fail and count against failurePolicy.
+DEFAULT_IDLE_TIMEOUT: Final = "120s"
+DEFAULT_MAX_CONNECTIONS: Final = "1024"
+# A Deployment scaled up by hundreds stays well under it; a flood of forged reviews does not.
+DEFAULT_MAX_UNCONFIRMED: Final = "1000"
+COUNT_FORM: Final = "want a whole number >= 1"
 
 
 class ConfigError(ValueError):
@@ -261,6 +270,12 @@ class Settings:
     mutate_deadline_s: float
     inflight_window_s: float
     shutdown_delay_s: float
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    idle_timeout_s: float = 120.0
+    max_connections: int = 1024
+    client_ca: str | None = None
+    max_unconfirmed_per_namespace: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -317,6 +332,14 @@ class Settings:
             below=(grace, f"REAPER_GRACE ({format_go_duration(grace)})"),
         )
         shutdown_delay = duration("SHUTDOWN_DELAY", DEFAULT_SHUTDOWN_DELAY, zero_ok=True)
+        head = duration("REQUEST_HEAD_TIMEOUT", DEFAULT_HEAD_TIMEOUT)
+        body = duration("REQUEST_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)
+        idle = duration("IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT)
+        max_connections = check("MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, _count)
+        client_ca = env.get("CLIENT_CA") or None
+        max_unconfirmed = check(
+            "AFFINITY_MAX_UNCONFIRMED_PER_NAMESPACE", DEFAULT_MAX_UNCONFIRMED, _count
+        )
         # gunicorn workers are processes: a second one would have its own client and readiness.
         workers = env.get("WORKERS") or ""
         if workers not in ("", "1"):
@@ -335,7 +358,20 @@ class Settings:
             mutate_deadline_s=deadline / SECOND,
             inflight_window_s=window / SECOND,
             shutdown_delay_s=shutdown_delay / SECOND,
+            head_timeout_s=head / SECOND,
+            body_timeout_s=body / SECOND,
+            idle_timeout_s=idle / SECOND,
+            max_connections=max_connections,
+            client_ca=client_ca,
+            max_unconfirmed_per_namespace=max_unconfirmed,
         )
+
+
+def _count(text: str) -> int:
+    # Digits only, and few of them: int() would accept " 1", "1_000" and 10,000-digit values.
+    if not re.fullmatch("[0-9]{1,9}", text) or int(text) < 1:
+        raise ValueError(COUNT_FORM)
+    return int(text)
 
 
 @functools.cache

@@ -308,6 +308,12 @@ def test_defaults() -> None:
         mutate_deadline_s=3.0,
         inflight_window_s=30.0,
         shutdown_delay_s=5.0,
+        head_timeout_s=10.0,
+        body_timeout_s=10.0,
+        idle_timeout_s=120.0,
+        max_connections=1024,
+        client_ca=None,
+        max_unconfirmed_per_namespace=1000,
     )
 
 
@@ -323,6 +329,12 @@ _VARIABLES = (
     "MUTATE_DEADLINE",
     "AFFINITY_INFLIGHT_WINDOW",
     "SHUTDOWN_DELAY",
+    "REQUEST_HEAD_TIMEOUT",
+    "REQUEST_BODY_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "CLIENT_CA",
+    "AFFINITY_MAX_UNCONFIRMED_PER_NAMESPACE",
     "WORKERS",
 )
 _ALL_EMPTY = dict.fromkeys(_VARIABLES, "")
@@ -367,6 +379,17 @@ def test_empty_values_mean_defaults() -> None:
         pytest.param({"SHUTDOWN_DELAY": "0s"}, "shutdown_delay_s", 0.0, id="no-shutdown-delay"),
         pytest.param({"SHUTDOWN_DELAY": "12s"}, "shutdown_delay_s", 12.0, id="shutdown-delay"),
         pytest.param({"WORKERS": "1"}, "kubeconfig", None, id="workers-one"),
+        pytest.param({"REQUEST_HEAD_TIMEOUT": "2s"}, "head_timeout_s", 2.0, id="head-timeout"),
+        pytest.param({"REQUEST_BODY_TIMEOUT": "1m"}, "body_timeout_s", 60.0, id="body-timeout"),
+        pytest.param({"IDLE_TIMEOUT": "500ms"}, "idle_timeout_s", 0.5, id="idle-timeout"),
+        pytest.param({"MAX_CONNECTIONS": "64"}, "max_connections", 64, id="max-connections"),
+        pytest.param({"CLIENT_CA": "/ca.pem"}, "client_ca", "/ca.pem", id="client-ca"),
+        pytest.param(
+            {"AFFINITY_MAX_UNCONFIRMED_PER_NAMESPACE": "5"},
+            "max_unconfirmed_per_namespace",
+            5,
+            id="max-unconfirmed",
+        ),
     ],
 )
 def test_from_env_reads(env: dict[str, str], field: str, value: Any) -> None:
@@ -475,6 +498,21 @@ def test_from_env_reads(env: dict[str, str], field: str, value: Any) -> None:
             {"WORKERS": "01"},
             'invalid WORKERS "01": must be 1 (shared state lives in one process)',
             id="workers-padded",
+        ),
+        pytest.param(
+            {"MAX_CONNECTIONS": "0"},
+            'invalid MAX_CONNECTIONS "0": want a whole number >= 1',
+            id="max-connections-zero",
+        ),
+        pytest.param(
+            {"AFFINITY_MAX_UNCONFIRMED_PER_NAMESPACE": "1_000"},
+            'invalid AFFINITY_MAX_UNCONFIRMED_PER_NAMESPACE "1_000": want a whole number >= 1',
+            id="max-unconfirmed-underscore",
+        ),
+        pytest.param(
+            {"IDLE_TIMEOUT": "0s"},
+            'invalid IDLE_TIMEOUT "0s": must be > 0',
+            id="idle-zero",
         ),
         pytest.param(
             {"REAPER_INTERVAL": "5m\n"},

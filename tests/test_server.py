@@ -510,7 +510,9 @@ def test_grace_period_ends_a_request_that_never_completes(
     cluster: EmulatorProcess, pki: Pki
 ) -> None:
     """A client that never sends its body keeps a request open; exit 0 at 15 s regardless."""
-    with running(server_env(cluster.kubeconfig, pki), pki) as live:
+    # The body deadline would end the request first (test_server_bounds.py).
+    env = server_env(cluster.kubeconfig, pki, REQUEST_BODY_TIMEOUT="60s")
+    with running(env, pki) as live:
         raw = socket.create_connection(("127.0.0.1", live.port), timeout=30)
         stuck = live.tls_context().wrap_socket(raw, server_hostname="127.0.0.1")
         stuck.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")

@@ -1,0 +1,247 @@
+"""Bounds on every connection of the standalone server, tried with raw (TLS) sockets.
+
+Each server here runs with bounds of a second, so a test waits for the server to close a
+connection (with a generous timeout) rather than for a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common.connections import ByteBudget
+from common.strict_json import MAX_DEPTH
+from tests.helpers import review, workload
+from tests.kube_emulator.launcher import EmulatorProcess
+from tests.sandbox import Pki, ServerProcess, server_env
+
+CLOSE_WAIT_S = 30.0  # far above any bound below: only a server that never closes fails
+SHORT = {"REQUEST_HEAD_TIMEOUT": "1s", "REQUEST_BODY_TIMEOUT": "1s", "IDLE_TIMEOUT": "1s"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    handle = EmulatorProcess.start(
+        tmp_path_factory.mktemp("bounds-emulator"), seed="sandbox", name="bounds"
+    )
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki.create(tmp_path_factory.mktemp("bounds-pki"))
+
+
+@contextlib.contextmanager
+def serving(cluster: EmulatorProcess, pki: Pki, **env: str) -> Iterator[tuple[int, int]]:
+    process = ServerProcess.start(server_env(cluster.kubeconfig, pki, **env))
+    try:
+        yield process.wait_listening()
+    finally:
+        assert process.stop() == 0, process.output[-10:]
+
+
+@pytest.fixture(scope="module")
+def short(cluster: EmulatorProcess, pki: Pki) -> Iterator[tuple[int, int]]:
+    with serving(cluster, pki, **SHORT) as ports:
+        yield ports
+
+
+def tls(pki: Pki, port: int, cert: tuple[Path, Path] | None = None) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    if cert is not None:
+        context.load_cert_chain(*cert)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=CLOSE_WAIT_S)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Read until the server closes (True) or CLOSE_WAIT_S passes with the socket open."""
+    sock.settimeout(CLOSE_WAIT_S)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
+        pass
+    return True
+
+
+def request(path: str, body: bytes) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def read_reply(sock: socket.socket) -> tuple[int, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )  # fmt: skip
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split(b" ")[1]), body
+
+
+def closed_total(metrics_port: int, bound: str) -> float:
+    with socket.create_connection(("127.0.0.1", metrics_port), timeout=10) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        text = b""
+        while chunk := sock.recv(65536):
+            text += chunk
+    prefix = f'cocoon_webhook_connections_closed_total{{bound="{bound}"}} '.encode()
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0
+
+
+VALID = json.dumps(review(workload(5), workload(3))).encode()
+
+
+def test_tls_handshake_never_started_is_closed(short: tuple[int, int]) -> None:
+    with socket.create_connection(("127.0.0.1", short[0]), timeout=CLOSE_WAIT_S) as raw:
+        assert closed_by_server(raw)
+
+
+def test_connection_without_a_request_is_closed(pki: Pki, short: tuple[int, int]) -> None:
+    before = closed_total(short[1], "head")
+    with tls(pki, short[0]) as sock:
+        assert closed_by_server(sock)
+    assert closed_total(short[1], "head") == before + 1
+
+
+def test_trickled_request_head_is_closed(pki: Pki, short: tuple[int, int]) -> None:
+    with tls(pki, short[0]) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /validate HTTP/1.1\r\n")
+        sock.settimeout(0.2)
+        # One header byte every 0.2 s: each keeps the connection busy, none completes the head.
+        with contextlib.suppress(OSError):
+            while time.monotonic() - started < CLOSE_WAIT_S:
+                sock.sendall(b"X")
+                with contextlib.suppress(TimeoutError):
+                    if sock.recv(1) == b"":
+                        break
+        assert closed_by_server(sock)
+        assert time.monotonic() - started < CLOSE_WAIT_S
+
+
+def test_stalled_body_is_closed(pki: Pki, short: tuple[int, int]) -> None:
+    before = closed_total(short[1], "body")
+    with tls(pki, short[0]) as sock:
+        sock.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        assert closed_by_server(sock)
+    assert closed_total(short[1], "body") == before + 1
+
+
+def test_idle_keep_alive_is_closed_after_answering(pki: Pki, short: tuple[int, int]) -> None:
+    before = closed_total(short[1], "idle")
+    with tls(pki, short[0]) as sock:
+        for _ in range(3):  # the connection is reused while requests keep coming
+            sock.sendall(request("/validate", VALID))
+            status, body = read_reply(sock)
+            assert status == 200, body
+        assert closed_by_server(sock)
+    assert closed_total(short[1], "idle") == before + 1
+
+
+def test_metrics_listener_is_bounded_too(short: tuple[int, int]) -> None:
+    with socket.create_connection(("127.0.0.1", short[1]), timeout=CLOSE_WAIT_S) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+        assert closed_by_server(sock)
+
+
+def test_too_deep_review_is_400(pki: Pki, short: tuple[int, int]) -> None:
+    body = b'{"request":' + b"[" * (MAX_DEPTH + 10) + b"]" * (MAX_DEPTH + 10) + b"}"
+    for path in ("/mutate", "/validate", "/validate-cocoonset"):
+        with tls(pki, short[0]) as sock:
+            sock.sendall(request(path, body))
+            status, reply = read_reply(sock)
+            assert (status, reply) == (400, b"decode admission review: "
+                                             b"JSON nested deeper than 256 levels")  # fmt: skip
+
+
+def test_connections_over_the_cap_are_refused(cluster: EmulatorProcess, pki: Pki) -> None:
+    with serving(cluster, pki, MAX_CONNECTIONS="3") as (port, metrics_port):
+        held = [tls(pki, port) for _ in range(3)]
+        try:
+            for sock in held:  # each really is served
+                sock.sendall(request("/validate", VALID))
+                assert read_reply(sock)[0] == 200
+            extra = tls(pki, port)
+            assert closed_by_server(extra)
+            extra.close()
+            held.pop().close()
+            # Room again once one has gone (the server notices the close asynchronously).
+            deadline = time.monotonic() + CLOSE_WAIT_S
+            while True:
+                sock = tls(pki, port)
+                try:
+                    sock.sendall(request("/validate", VALID))
+                    assert read_reply(sock)[0] == 200
+                    break
+                except (AssertionError, OSError):
+                    assert time.monotonic() < deadline
+                finally:
+                    sock.close()
+        finally:
+            for sock in held:
+                sock.close()
+        assert closed_total(metrics_port, "capacity") >= 1
+
+
+# --- the body budget -----------------------------------------------------------------------------
+
+
+def test_small_body_goes_ahead_of_large_ones_waiting_for_room() -> None:
+    async def scenario() -> list[str]:
+        budget = ByteBudget(100)
+        order: list[str] = []
+        release_big = asyncio.Event()
+
+        async def take(name: str, size: int, hold: asyncio.Event | None = None) -> None:
+            async with budget.hold(size):
+                order.append(name)
+                if hold is not None:
+                    await hold.wait()
+
+        first = asyncio.create_task(take("big-1", 80, release_big))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(take("big-2", 80))
+        small = asyncio.create_task(take("small", 10))
+        await asyncio.wait_for(small, 10)  # fits beside big-1, so it does not wait for it
+        assert not second.done()
+        assert budget.free == 20
+        release_big.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+        assert budget.free == 100
+        return order
+
+    assert asyncio.run(scenario()) == ["big-1", "small", "big-2"]
+
+
+def test_oversized_hold_is_clamped_to_the_capacity() -> None:
+    async def scenario() -> int:
+        budget = ByteBudget(100)
+        async with budget.hold(10**9):
+            return budget.free
+
+    assert asyncio.run(scenario()) == 0

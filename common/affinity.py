@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 from common import metrics
 from common.decisions.mutate import (
+    MAX_UNCONFIRMED_PER_NAMESPACE,
     REASON_CONFLICTS,
     REASON_DEADLINE,
     REASON_UNREACHABLE,
@@ -129,8 +130,10 @@ class AffinityStore:
         clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        max_unconfirmed: int = MAX_UNCONFIRMED_PER_NAMESPACE,
     ) -> None:
         self._kube = kube
+        self._max_unconfirmed = max_unconfirmed
         self._sleep = sleep
         self._window = window
         self._clock = clock
@@ -307,6 +310,7 @@ class AffinityStore:
                 node_pods=snapshots.node_pods,
                 now=self._clock(),
                 window=self._window,
+                max_unconfirmed=self._max_unconfirmed,
             )
             if not isinstance(result, Need):
                 return result

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+from common import metrics
 from common.admission import Endpoint
 from common.affinity import AffinityStore
 from common.config import Settings
@@ -110,7 +111,10 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
     """Pod CREATE: stable VM name and sticky node. Fails open: a pod without sticky placement
     is better than a cluster where no cocoon pod can start while the API is degraded."""
     store = AffinityStore(
-        kube, timedelta(seconds=settings.inflight_window_s), clock=lambda: datetime.now(UTC)
+        kube,
+        timedelta(seconds=settings.inflight_window_s),
+        clock=lambda: datetime.now(UTC),
+        max_unconfirmed=settings.max_unconfirmed_per_namespace,
     )
     # Reservations block on the API and on their pool's batch; asyncio's default pool (a few
     # threads on a small node) would queue a burst before it could even join a batch.
@@ -142,6 +146,8 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
         except TimeoutError:
             result = pods.Failed(pods.REASON_DEADLINE)
         if isinstance(result, pods.Failed):
+            if result.reason == pods.REASON_UNCONFIRMED:
+                metrics.UNCONFIRMED_REFUSED_TOTAL.labels(pool=intent.pool).inc()
             _log.warning("VM name not reserved", extra={**context, "error": result.reason,
                                                         "decision": "affinity_failed"})  # fmt: skip
             return result.verdict(intent.pool)

@@ -47,6 +47,11 @@ API_RETRIES_TOTAL = Counter(
     "Kubernetes API calls retried after a transient failure (cause: HTTP status or no_answer).",
     ["component", "cause"],
 )
+UNCONFIRMED_REFUSED_TOTAL = Counter(
+    "cocoon_webhook_affinity_unconfirmed_refused_total",
+    "Pods admitted unpatched because their namespace held too many unconfirmed claims.",
+    ["pool"],
+)
 SWEEPS_TOTAL = Counter(
     "cocoon_webhook_reaper_sweeps_total",
     "Reaper sweeps by result.",

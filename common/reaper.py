@@ -49,6 +49,7 @@ from common.decisions.reap import (
     judge,
     needed_namespaces,
     read_entries,
+    unconfirmed_horizon,
 )
 from common.health import reporting
 from common.kube import ConfigMap, Conflict, KubeApi, KubeError, NotFound
@@ -317,7 +318,9 @@ def _sweep_pool(
         entries = read_entries(stored.data)
         pods = snapshots.fresh(needed_namespaces(entries, now, window))
         annotation = stored.annotations.get(MALFORMED_SINCE_ANNOTATION)
-        changes = judge(entries, annotation, pods, now, grace, window)
+        interval = timedelta(seconds=settings.reaper_interval_s)
+        unconfirmed = unconfirmed_horizon(data_bytes(stored.data), window, interval)
+        changes = judge(entries, annotation, pods, now, grace, window, unconfirmed)
         if dry_run or not changes.changed:
             return _finish(pool, stored.data, changes, written=not dry_run)
         data, annotations = changes.apply(stored.data, stored.annotations)
@@ -363,7 +366,9 @@ def _why(exc: Exception) -> str:
 
 def _finish(pool: str, data: Mapping[str, str], changes: Changes, *, written: bool) -> _PoolResult:
     """Count and log a judgement that was written (or, on a dry run, would have been)."""
-    released = changes.count(Outcome.RELEASED, Outcome.MALFORMED_RELEASED)
+    released = changes.count(
+        Outcome.RELEASED, Outcome.UNCONFIRMED_RELEASED, Outcome.MALFORMED_RELEASED
+    )
     if written and released:
         metrics.RELEASES_TOTAL.labels(pool=pool).inc(released)
     verb = "released" if written else "would release (dry run)"
@@ -374,8 +379,9 @@ def _finish(pool: str, data: Mapping[str, str], changes: Changes, *, written: bo
                 else "malformed entry",
                 extra={"pool": pool, "key": key, "error": changes.reasons.get(key, "")},
             )  # fmt: skip
-        elif outcome is Outcome.RELEASED:
-            _log.info(verb, extra={"pool": pool, "key": key, **_entry_context(data[key])})
+        elif outcome in (Outcome.RELEASED, Outcome.UNCONFIRMED_RELEASED):
+            never = {"neverConfirmed": True} if outcome is Outcome.UNCONFIRMED_RELEASED else {}
+            _log.info(verb, extra={"pool": pool, "key": key, **_entry_context(data[key]), **never})
     return _PoolResult(
         checked=len(changes.outcomes),
         marked=changes.count(Outcome.MARKED),

@@ -59,6 +59,11 @@ REASON_KEY_HELD = "slot key held by another pod"
 REASON_UNREACHABLE = "kubernetes API unreachable"
 # Row 8's check uses slot 0; a Deployment whose key only overflows at a higher slot ends here.
 REASON_KEY_TOO_LONG = "entry key too long"
+# A namespace already holds AFFINITY_MAX_UNCONFIRMED_PER_NAMESPACE claims whose pods are not
+# listed: more likely forged reviews or a runaway controller than a real burst.
+REASON_UNCONFIRMED = "too many unconfirmed claims in namespace"
+# Default bound; the setting overrides it.
+MAX_UNCONFIRMED_PER_NAMESPACE = 1000
 
 
 def reason_api_error(code: int) -> str:
@@ -254,6 +259,7 @@ def plan_entry(
     node_pods: Mapping[str, Sequence[PodSummary]],
     now: datetime,
     window: timedelta,
+    max_unconfirmed: int = MAX_UNCONFIRMED_PER_NAMESPACE,
 ) -> Draft | Failed | Need:
     """Plan the pool ConfigMap entry for `intent` (SPEC 5.6-5.8).
 
@@ -272,6 +278,11 @@ def plan_entry(
     On a 409 the store re-plans with fresh `entries` and the same snapshots. Deployment pods
     always need `live_pods` (`intent.needs_live_pods`); fetch it before the first call to save
     a round. Malformed values are skipped here and left in place for the reaper.
+
+    Forged or runaway reviews (claims whose pods never appear) are contained twice: a new claim
+    in a namespace already holding `max_unconfirmed` claims with no listed pod fails (the
+    namespace's LIST is needed only once it holds that many entries at all), and a pool short
+    of room reclaims entries whose pods are known gone (`_reclaim`) before it says full.
     """
     reservations, _malformed = decode_entries(entries)
     if intent.deployment is not None:
@@ -286,6 +297,12 @@ def plan_entry(
         return target
     if len(target.key) > MAX_KEY_LEN:
         return Failed(REASON_KEY_TOO_LONG)
+
+    if target.key not in reservations or reservations[target.key].pod != intent.pod_name:
+        over = _over_unconfirmed_bound(intent, reservations, live_pods, target.key,
+                                       max_unconfirmed)  # fmt: skip
+        if over is not None:
+            return over
 
     placed = _place(intent, target.sticky, nodes, node_pods, reservations.values(), now, window)
     if isinstance(placed, Need):
@@ -311,9 +328,97 @@ def plan_entry(
     ):
         return Draft(target.key, stored, (), write=False, warnings=warnings)
     draft = Draft(target.key, planned, target.remove, write=True, warnings=warnings)
-    if data_bytes(draft.apply(entries)) > CONFIGMAP_DATA_LIMIT:
-        return Failed(REASON_FULL)
+    excess = data_bytes(draft.apply(entries)) - CONFIGMAP_DATA_LIMIT
+    if excess > 0:
+        keep = {target.key, *target.remove}
+        victims = _reclaim(excess, entries, reservations, keep, intent, live_pods, now, window)
+        if victims is None:
+            return Failed(REASON_FULL)
+        draft = replace(draft, remove=(*target.remove, *victims))
     return draft
+
+
+def _unconfirmed_in(
+    namespace: str, reservations: Mapping[str, Reservation], live: set[str], carried: set[str]
+) -> list[str]:
+    """Keys of `namespace`'s entries whose pod is not listed (and not yet marked missing)."""
+    return [
+        key
+        for key, r in reservations.items()
+        if r.namespace == namespace
+        and r.missing_since is None
+        and r.pod not in live
+        and r.vm_name not in carried
+    ]
+
+
+def _over_unconfirmed_bound(
+    intent: Intent,
+    reservations: Mapping[str, Reservation],
+    live_pods: Sequence[PodSummary] | None,
+    key: str,
+    max_unconfirmed: int,
+) -> Failed | Need | None:
+    ns = intent.namespace
+    entries = sum(1 for k, r in reservations.items() if r.namespace == ns and k != key)
+    if entries < max_unconfirmed:
+        return None
+    if live_pods is None:
+        return Need(live_pods=True)
+    live = _live_names(live_pods, ns)
+    carried = {p.vm_name for p in live_pods if p.namespace == ns and p.live and p.vm_name}
+    unconfirmed = [k for k in _unconfirmed_in(ns, reservations, live, carried) if k != key]
+    return Failed(REASON_UNCONFIRMED) if len(unconfirmed) >= max_unconfirmed else None
+
+
+def _reclaim(
+    excess: int,
+    entries: Mapping[str, str],
+    reservations: Mapping[str, Reservation],
+    keep: set[str],
+    intent: Intent,
+    live_pods: Sequence[PodSummary] | None,
+    now: datetime,
+    window: timedelta,
+) -> tuple[str, ...] | None:
+    """Keys to remove so that `excess` bytes fit, or None when not enough can go.
+
+    Only claims past the in-flight window whose pods are known gone: in the admitted pod's own
+    namespace, those its LIST does not show; elsewhere, those the reaper marked missing. Claims
+    whose pods never appeared go first (never listed, or marked missing by the first sweep to
+    judge them), then the longest missing. The grace they lose only ever kept a sticky node for
+    a pod that comes back.
+    """
+    ns = intent.namespace
+    known = live_pods is not None
+    live = _live_names(live_pods, ns)
+    carried = {p.vm_name for p in live_pods or () if p.namespace == ns and p.live and p.vm_name}
+    local_gone = set(_unconfirmed_in(ns, reservations, live, carried)) if known else set()
+
+    def rank(key: str) -> tuple[float, float]:
+        r = reservations[key]
+        if r.missing_since is None:
+            return (0.0, r.updated_at.timestamp())
+        return ((r.missing_since - r.updated_at).total_seconds(), r.missing_since.timestamp())
+
+    candidates = sorted(
+        (
+            key
+            for key, r in reservations.items()
+            if key not in keep
+            and not r.in_flight(now, window)
+            and (key in local_gone or r.missing_since is not None)
+            and not (r.namespace == ns and (r.pod in live or r.vm_name in carried))
+        ),
+        key=rank,
+    )
+    victims: list[str] = []
+    for key in candidates:
+        if excess <= 0:
+            break
+        victims.append(key)
+        excess -= data_bytes({key: entries[key]})
+    return tuple(victims) if excess <= 0 else None
 
 
 def _live_names(live_pods: Sequence[PodSummary] | None, namespace: str) -> set[str]:

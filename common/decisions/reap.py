@@ -23,6 +23,7 @@ from common import strict_json
 from common.naming import MALFORMED_SINCE_ANNOTATION
 from common.pod import PodSummary
 from common.reservation import (
+    CONFIGMAP_DATA_LIMIT,
     MalformedEntry,
     Reservation,
     decode,
@@ -39,14 +40,20 @@ class Outcome(StrEnum):
     MARKED = "marked"  # missing for the first time: `missingSince = now`
     WAITING = "waiting"  # missing and marked, grace not over
     RELEASED = "released"
+    # Missing at its first judgement, soon after the claim: the pod never appeared (a forged
+    # or refused review). Released at once; grace only matters for pods that existed.
+    UNCONFIRMED_RELEASED = "unconfirmed_released"
     UNKNOWN = "unknown"  # its namespace could not be listed: untouched
     MALFORMED = "malformed"  # malformed, grace not over (first seen now or earlier)
     MALFORMED_RELEASED = "malformed_released"
 
 
+# A pool this full releases never-confirmed claims at once (`unconfirmed_horizon`).
+PRESSURE_BYTES = CONFIGMAP_DATA_LIMIT * 4 // 5
+
 # What each outcome does to the value stored under its key.
 _REWRITES = frozenset({Outcome.CLEARED, Outcome.MARKED})
-_REMOVES = frozenset({Outcome.RELEASED, Outcome.MALFORMED_RELEASED})
+_REMOVES = frozenset({Outcome.RELEASED, Outcome.UNCONFIRMED_RELEASED, Outcome.MALFORMED_RELEASED})
 
 
 @dataclass(frozen=True)
@@ -139,8 +146,13 @@ def judge(
     now: datetime,
     grace: timedelta,
     window: timedelta,
+    unconfirmed: timedelta | None = None,
 ) -> Changes:
     """SPEC 8.2 step 3 for every entry of one ConfigMap (`read_entries` of its data).
+
+    `unconfirmed` (from `unconfirmed_horizon`; None outside pressure): an entry found missing
+    for the first time while its claim is younger than this was never seen by a sweep, so its
+    pod most likely never existed; it is released at once instead of marked.
 
     `malformed_since` is the ConfigMap's annotation text (or None); `pods` maps a namespace to its
     snapshot, None (or no key) when its LIST failed. `now` is the sweep's start, earlier than
@@ -162,7 +174,7 @@ def judge(
                 outcomes[key] = Outcome.MALFORMED
                 still_malformed[key] = since
             continue
-        outcome = _judge_entry(entry, pods, now, grace, window)
+        outcome = _judge_entry(entry, pods, now, grace, window, unconfirmed)
         outcomes[key] = outcome
         if outcome is Outcome.MARKED:
             updates[key] = encode(replace(entry, missing_since=now, missing_since_text=None))
@@ -186,6 +198,7 @@ def _judge_entry(
     now: datetime,
     grace: timedelta,
     window: timedelta,
+    unconfirmed: timedelta | None,
 ) -> Outcome:
     if entry.in_flight(now, window):
         return Outcome.IN_FLIGHT
@@ -195,11 +208,26 @@ def _judge_entry(
     if presence.holds(entry):
         return Outcome.PRESENT if entry.missing_since is None else Outcome.CLEARED
     if entry.missing_since is None:
+        if unconfirmed is not None and now - entry.updated_at < unconfirmed:
+            return Outcome.UNCONFIRMED_RELEASED
         return Outcome.MARKED
     # A mark in the future (another replica's clock ahead of ours) waits until we catch up.
     if now - entry.missing_since >= grace:
         return Outcome.RELEASED
     return Outcome.WAITING
+
+
+def unconfirmed_horizon(
+    size_bytes: int, window: timedelta, interval: timedelta
+) -> timedelta | None:
+    """How young a missing claim must be to count as never confirmed, when it matters.
+
+    Only a pool short of room (PRESSURE_BYTES) releases such claims early: a pod deleted
+    before any sweep saw it looks the same, and with room to spare it keeps its grace (and so
+    its sticky node, should it come back). Under pressure, forged or refused reviews must not
+    hold the pool for the whole grace while real pods are turned away.
+    """
+    return window + interval if size_bytes >= PRESSURE_BYTES else None
 
 
 def parse_malformed_since(text: str | None) -> dict[str, datetime]:

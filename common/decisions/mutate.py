@@ -366,7 +366,7 @@ def _over_unconfirmed_bound(
     if live_pods is None:
         return Need(live_pods=True)
     live = _live_names(live_pods, ns)
-    carried = {p.vm_name for p in live_pods if p.namespace == ns and p.live and p.vm_name}
+    carried = _carried_vm_names(live_pods, ns)
     unconfirmed = [k for k in _unconfirmed_in(ns, reservations, live, carried) if k != key]
     return Failed(REASON_UNCONFIRMED) if len(unconfirmed) >= max_unconfirmed else None
 
@@ -392,7 +392,7 @@ def _reclaim(
     ns = intent.namespace
     known = live_pods is not None
     live = _live_names(live_pods, ns)
-    carried = {p.vm_name for p in live_pods or () if p.namespace == ns and p.live and p.vm_name}
+    carried = _carried_vm_names(live_pods, ns)
     local_gone = set(_unconfirmed_in(ns, reservations, live, carried)) if known else set()
 
     def rank(key: str) -> tuple[float, float]:
@@ -425,6 +425,10 @@ def _live_names(live_pods: Sequence[PodSummary] | None, namespace: str) -> set[s
     return {p.name for p in live_pods or () if p.namespace == namespace and p.live}
 
 
+def _carried_vm_names(live_pods: Sequence[PodSummary] | None, namespace: str) -> set[str]:
+    return {p.vm_name for p in live_pods or () if p.namespace == namespace and p.live and p.vm_name}
+
+
 def _deployment_target(
     intent: Intent,
     deployment: str,
@@ -435,7 +439,7 @@ def _deployment_target(
 ) -> _Target:
     ns = intent.namespace
     live = _live_names(live_pods, ns)
-    carried = {p.vm_name for p in live_pods if p.namespace == ns and p.live and p.vm_name}
+    carried = _carried_vm_names(live_pods, ns)
 
     def held(r: Reservation) -> bool:
         # Live pods are known for this namespace only; a stray value from another namespace

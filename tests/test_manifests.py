@@ -89,6 +89,7 @@ BUILTIN_API_VERSIONS = {
     "rbac.authorization.k8s.io/v1",
     "scheduling.k8s.io/v1",
     "admissionregistration.k8s.io/v1",
+    "networking.k8s.io/v1",
 }
 CUSTOM_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("cert-manager.io/v1", "Issuer"): cert_manager_v1.Issuer,
@@ -621,9 +622,9 @@ def test_domain_and_exclusions_are_set_once(tmp_path: Path) -> None:
     shutil.copytree(KNATIVE, tree)
     settings_file = tree / "base" / "settings.yaml"
     domain, exclusions = yaml.safe_load_all(settings_file.read_text())
-    assert domain["data"] == {"domain": DEFAULT_DOMAIN}
+    assert domain["data"] == {"domain": DEFAULT_DOMAIN, **DEFAULT_CALLERS}
     assert exclusions["namespaces"] == EXCLUDED_NAMESPACES
-    domain["data"] = {"domain": "hooks.example.test"}
+    domain["data"] = {"domain": "hooks.example.test", **DEFAULT_CALLERS}
     exclusions["namespaces"] = ["kube-system", "edge-ingress"]
     settings_file.write_text(yaml.safe_dump_all([domain, exclusions]))
 
@@ -634,6 +635,8 @@ def test_domain_and_exclusions_are_set_once(tmp_path: Path) -> None:
             values = hook["namespaceSelector"]["matchExpressions"][0]["values"]
             assert values == ["kube-system", "edge-ingress"], hook["name"]
         assert "istio-ingress" not in yaml.safe_dump_all(objects)
+    functions = Index(kustomize(tree)).get("NetworkPolicy", "cocoon-functions", NAMESPACE)
+    assert namespaces_of(functions["spec"]["ingress"][0]) == {"kube-system", "edge-ingress"}
 
     index = Index(kustomize(tree))
     hosts = {f"{prefix}.hooks.example.test" for prefix in HOST_PREFIXES}
@@ -644,6 +647,116 @@ def test_domain_and_exclusions_are_set_once(tmp_path: Path) -> None:
     for _config, hook in index.webhooks():
         assert urlsplit(hook["clientConfig"]["url"]).hostname in hosts
     assert DEFAULT_DOMAIN not in yaml.safe_dump_all(index.objects)
+
+
+# --- who may call (docs/deploy.md) ----------------------------------------------------------------
+
+DEFAULT_CALLERS = {
+    "apiServerCIDR": "0.0.0.0/0",
+    "podCIDR": "10.244.0.0/16",
+    "scraperNamespace": "monitoring",
+}
+SCRAPER = {"app.kubernetes.io/name": "prometheus"}
+
+
+def namespaces_of(rule: Obj) -> set[str]:
+    """The namespaces a rule's peers select by name; a peer that selects otherwise fails."""
+    names = set()
+    for peer in rule["from"]:
+        assert set(peer) <= {"namespaceSelector", "podSelector"}, peer
+        selector = peer["namespaceSelector"]
+        if "matchLabels" in selector:
+            assert set(selector) == {"matchLabels"}, peer
+            names.add(selector["matchLabels"][NAMESPACE_KEY])
+        else:
+            [expression] = selector["matchExpressions"]
+            assert (expression["key"], expression["operator"]) == (NAMESPACE_KEY, "In"), peer
+            names.update(expression["values"])
+    return names
+
+
+def assert_every_rule_names_its_sources(policy: Obj) -> None:
+    # A rule without `from` admits everyone; a policy without Ingress in policyTypes admits all.
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    for rule in policy["spec"].get("ingress", []):
+        assert rule.get("from"), f"{policy['metadata']['name']}: a rule open to any source"
+
+
+def selects(selector: Obj, labels: dict[str, str]) -> bool:
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_standalone_admits_only_the_api_server_and_the_scraper(standalone: Index) -> None:
+    [policy] = standalone.of("NetworkPolicy")
+    assert_every_rule_names_its_sources(policy)
+    pod = standalone.get("Deployment", "cocoon-webhook", NAMESPACE)["spec"]["template"]
+    assert selects(policy["spec"]["podSelector"], pod["metadata"]["labels"])
+    ports = {p["name"] for p in only_container(pod["spec"])["ports"]}
+    webhook, metrics = policy["spec"]["ingress"]
+    assert webhook["from"] == [
+        {"ipBlock": {"cidr": DEFAULT_CALLERS["apiServerCIDR"],
+                     "except": [DEFAULT_CALLERS["podCIDR"]]}}
+    ]  # fmt: skip
+    assert webhook["ports"] == [{"port": "webhook", "protocol": "TCP"}]
+    assert namespaces_of(metrics) == {DEFAULT_CALLERS["scraperNamespace"]}
+    assert metrics["from"][0]["podSelector"] == {"matchLabels": SCRAPER}
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert {p["port"] for rule in (webhook, metrics) for p in rule["ports"]} <= ports
+
+
+def test_knative_functions_admit_only_the_ingress_activator_and_scraper(knative: Index) -> None:
+    policy = knative.get("NetworkPolicy", "cocoon-functions", NAMESPACE)
+    assert_every_rule_names_its_sources(policy)
+    for name in SERVICES:
+        # Knative labels every pod of a Service with its name.
+        assert selects(policy["spec"]["podSelector"], {"serving.knative.dev/service": name}), name
+    assert not selects(policy["spec"]["podSelector"], {"serving.knative.dev/service": "other"})
+    ingress, metrics = policy["spec"]["ingress"]
+    # knative-serving (activator, autoscaler), the ingresses and the system namespaces: the one
+    # exclusions list of base/settings.yaml.
+    assert namespaces_of(ingress) == set(EXCLUDED_NAMESPACES)
+    assert namespaces_of(metrics) == {DEFAULT_CALLERS["scraperNamespace"]}
+    assert metrics["from"][0]["podSelector"] == {"matchLabels": SCRAPER}
+    assert metrics["ports"] == [{"port": 8012, "protocol": "TCP"}]  # queue-proxy's HTTP port
+
+
+def test_reaper_tick_pods_accept_no_traffic(knative: Index) -> None:
+    policy = knative.get("NetworkPolicy", "cocoon-reaper-tick", NAMESPACE)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert "ingress" not in policy["spec"]
+    template = knative.get("CronJob", "cocoon-reaper", NAMESPACE)["spec"]["jobTemplate"]
+    labels = template["spec"]["template"]["metadata"]["labels"]
+    assert selects(policy["spec"]["podSelector"], labels)
+
+
+def test_domain_mappings_redirect_plain_http(knative: Index) -> None:
+    mappings = knative.of("DomainMapping")
+    assert len(mappings) == len(HOST_PREFIXES)
+    for mapping in mappings:
+        annotations = mapping["metadata"]["annotations"]
+        assert annotations["networking.knative.dev/http-protocol"] == "redirected"
+
+
+def test_callers_are_set_once(tmp_path: Path) -> None:
+    tree = tmp_path / "knative"
+    shutil.copytree(KNATIVE, tree)
+    settings_file = tree / "base" / "settings.yaml"
+    settings, exclusions = yaml.safe_load_all(settings_file.read_text())
+    settings["data"].update(apiServerCIDR="192.0.2.0/24", podCIDR="192.0.2.128/25",
+                            scraperNamespace="observability")  # fmt: skip
+    settings_file.write_text(yaml.safe_dump_all([settings, exclusions]))
+    [policy] = Index(kustomize(tree / "standalone")).of("NetworkPolicy")
+    webhook, metrics = policy["spec"]["ingress"]
+    assert webhook["from"] == [{"ipBlock": {"cidr": "192.0.2.0/24", "except": ["192.0.2.128/25"]}}]
+    assert namespaces_of(metrics) == {"observability"}
+    functions = Index(kustomize(tree)).get("NetworkPolicy", "cocoon-functions", NAMESPACE)
+    assert namespaces_of(functions["spec"]["ingress"][1]) == {"observability"}
 
 
 # --- option D: the standalone server behind a Service (SPEC 12.8) ---------------------------------

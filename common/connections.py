@@ -87,6 +87,7 @@ class Guard(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.phase = Phase.HEAD
+        self.client_certified = False
 
     # -- asyncio.Protocol, forwarded ------------------------------------------------------------
 
@@ -101,6 +102,8 @@ class Guard(asyncio.Protocol):
             transport.abort()
             self._inner = asyncio.Protocol()  # uvicorn never saw this connection
             return
+        # Non-empty only for a certificate the TLS context verified (it asks only with CLIENT_CA).
+        self.client_certified = bool(transport.get_extra_info("peercert"))
         self._key = get_remote_addr(transport)
         if self._key is not None:
             self._limits.open[self._key] = self
@@ -166,6 +169,15 @@ class Guard(asyncio.Protocol):
             self._transport.abort()
 
 
+# Where BoundedApp tells the app whether the peer presented a verified client certificate.
+TLS_EXTENSION = "cocoon.tls"
+CLIENT_CERTIFIED = "client_certified"
+
+
+def client_certified(scope: Scope) -> bool:
+    return bool(scope.get("extensions", {}).get(TLS_EXTENSION, {}).get(CLIENT_CERTIFIED))
+
+
 class BoundedApp:
     """Tells each request's Guard when its head, body and response are done."""
 
@@ -180,6 +192,8 @@ class BoundedApp:
             await self._app(scope, receive, send)
             return
         guard.head_received()
+        extensions = scope.setdefault("extensions", {})
+        extensions[TLS_EXTENSION] = {CLIENT_CERTIFIED: guard.client_certified}
 
         async def receive_body() -> Message:
             message = await receive()

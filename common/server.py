@@ -48,7 +48,7 @@ from common.admission import (
     serve_probes,
 )
 from common.config import SECOND, Settings, format_go_duration
-from common.connections import BoundedApp, ByteBudget, Limits, serve_sockets
+from common.connections import BoundedApp, ByteBudget, Limits, client_certified, serve_sockets
 from common.health import READY, all_ready, reporting
 from common.kube import ClientKubeApi, KubeApi, KubeError
 from common.logs import ROOT_LOGGER, get_logger
@@ -65,6 +65,8 @@ IO_THREADS = 32
 IO_THREAD_PREFIX = "cocoon-io"
 # After the last in-flight request, how long connections may take to flush and close.
 CLOSE_LINGER_S = 0.5
+
+CLIENT_CERTIFICATE_REQUIRED = "client certificate required (CLIENT_CA is set)"
 
 ADMISSION_PATHS = {
     "/mutate": "mutate",
@@ -95,12 +97,20 @@ def _ssl_reason(exc: Exception) -> str:
     return _SSL_LOCATION.sub("", " ".join(str(exc).split()))
 
 
-def load_pair(cert: str, key: str) -> ssl.SSLContext:
-    """A server context for the PEM pair, TLS 1.2 at least; StartupError says what is wrong."""
-    for name, path, marker, what in (
+def load_pair(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """A server context for the PEM pair, TLS 1.2 at least; StartupError says what is wrong.
+
+    With `client_ca`, a client certificate is asked for and, when one is sent, must chain to
+    it; whether the admission paths insist on one is `AdmissionApp`'s business (the kubelet's
+    probes on the same port have none).
+    """
+    files = [
         ("TLS_CERT", cert, _CERT_PEM, "certificate"),
         ("TLS_KEY", key, _KEY_PEM, "private key"),
-    ):
+    ]
+    if client_ca:
+        files.append(("CLIENT_CA", client_ca, _CERT_PEM, "certificate"))
+    for name, path, marker, what in files:
         try:
             with open(path, "rb") as file:
                 data = file.read()
@@ -115,7 +125,18 @@ def load_pair(cert: str, key: str) -> ssl.SSLContext:
         context.load_cert_chain(cert, key, password=_no_password)
     except (ssl.SSLError, ValueError, OSError) as exc:
         raise StartupError(f"load TLS_CERT {cert} with TLS_KEY {key}: {_ssl_reason(exc)}") from None
+    if client_ca:
+        require_client_certificates(context, client_ca)
     return context
+
+
+def require_client_certificates(context: ssl.SSLContext, client_ca: str) -> None:
+    """Ask every client for a certificate signed by `client_ca` (CERT_OPTIONAL: see load_pair)."""
+    try:
+        context.load_verify_locations(cafile=client_ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise StartupError(f"load CLIENT_CA {client_ca}: {_ssl_reason(exc)}") from None
+    context.verify_mode = ssl.CERT_OPTIONAL
 
 
 Signature = tuple[tuple[int, int, int, int], tuple[int, int, int, int]]
@@ -140,13 +161,20 @@ class ReloadingTLS:
     theirs. A pair that fails to load is logged once per change and the previous one serves on.
     """
 
-    def __init__(self, cert: str, key: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cert: str,
+        key: str,
+        clock: Callable[[], float] = time.monotonic,
+        client_ca: str | None = None,
+    ) -> None:
         self._cert = cert
         self._key = key
+        self._client_ca = client_ca
         self._clock = clock
         self._lock = threading.Lock()
         self._loaded = self._signature()
-        self.context = load_pair(cert, key)
+        self.context = load_pair(cert, key, client_ca)
         self.context.sni_callback = self._on_client_hello
         self._current = self.context
         self._failed: Signature | None = None
@@ -165,7 +193,7 @@ class ReloadingTLS:
             if signature == self._failed and now - self._failed_at < RELOAD_RETRY_S:
                 return self._current
             try:
-                context = load_pair(self._cert, self._key)
+                context = load_pair(self._cert, self._key, self._client_ca)
             except StartupError as exc:
                 if signature != self._failed:
                     _log.error(
@@ -199,9 +227,16 @@ class AdmissionApp:
     `/mutate` and answer 404/405 with its own bodies instead of the shell's.
     """
 
-    def __init__(self, endpoints: Mapping[str, Endpoint], readiness: Readiness) -> None:
+    def __init__(
+        self,
+        endpoints: Mapping[str, Endpoint],
+        readiness: Readiness,
+        *,
+        client_certificates: bool = False,
+    ) -> None:
         self._endpoints = dict(endpoints)
         self._readiness = readiness
+        self._client_certificates = client_certificates
         self._budget = ByteBudget()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -224,6 +259,8 @@ class AdmissionApp:
             return not_found()
         if request.method != "POST":
             return method_not_allowed()
+        if self._client_certificates and not client_certified(request.scope):
+            return PlainTextResponse(CLIENT_CERTIFICATE_REQUIRED, 403)
         declared = request.headers.get("content-length", "")
         size = int(declared) if declared.isdigit() and len(declared) < 12 else MAX_BODY_BYTES
         async with self._budget.hold(size):
@@ -387,7 +424,7 @@ class Prepared:
 
 def prepare(settings: Settings) -> Prepared:
     """SPEC 11 steps 1-2: the pair, the kubeconfig, both binds. Raises StartupError."""
-    tls = ReloadingTLS(settings.tls_cert, settings.tls_key)
+    tls = ReloadingTLS(settings.tls_cert, settings.tls_key, client_ca=settings.client_ca)
     kube = runtime.kube()
     if isinstance(kube, ClientKubeApi):
         try:
@@ -435,7 +472,9 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
 
     readiness = all_ready(not_stopping, reporting(prepared.kube))
     webhook = _listener(
-        AdmissionApp(prepared.endpoints, readiness),
+        AdmissionApp(
+            prepared.endpoints, readiness, client_certificates=bool(prepared.settings.client_ca)
+        ),
         prepared.tls.context,
         Limits.of(prepared.settings),
     )

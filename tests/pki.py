@@ -96,17 +96,20 @@ def issue(
     ips: tuple[str, ...] = ("127.0.0.1",),
     days: float = 1,
     expired: bool = False,
+    client: bool = False,
 ) -> KeyPair:
     """A server certificate signed by `ca` for the given names (what Go's TLS verifier needs:
-    names in subjectAltName, serverAuth usage, an authority key id)."""
+    names in subjectAltName, serverAuth usage, an authority key id); `client`: a client
+    certificate (clientAuth usage) instead."""
     key = ec.generate_private_key(ec.SECP256R1())
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
     names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     builder = (
         _builder(common_name, ca.cert.subject, key, days, expired)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False
         )

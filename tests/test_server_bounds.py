@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import socket
 import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,7 @@ from common.connections import ByteBudget
 from common.strict_json import MAX_DEPTH
 from tests.helpers import review, workload
 from tests.kube_emulator.launcher import EmulatorProcess
+from tests.pki import issue, make_ca
 from tests.sandbox import Pki, ServerProcess, server_env
 
 CLOSE_WAIT_S = 30.0  # far above any bound below: only a server that never closes fails
@@ -245,3 +248,82 @@ def test_oversized_hold_is_clamped_to_the_capacity() -> None:
             return budget.free
 
     assert asyncio.run(scenario()) == 0
+
+
+# --- client certificates (CLIENT_CA) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client_pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path] | Path]:
+    """The API server's client CA and a certificate it signed, plus one from a stranger CA."""
+    directory = tmp_path_factory.mktemp("client-pki")
+    ca, stranger = make_ca("kube-apiserver webhook clients"), make_ca("someone else")
+    (directory / "client-ca.crt").write_bytes(ca.cert_pem)
+    signed = issue(ca, "kube-apiserver", client=True).write(directory, "apiserver")
+    forged = issue(stranger, "kube-apiserver", client=True).write(directory, "x")
+    return {
+        "ca": directory / "client-ca.crt",
+        "signed": (Path(signed[0]), Path(signed[1])),
+        "forged": (Path(forged[0]), Path(forged[1])),
+    }
+
+
+@pytest.fixture(scope="module")
+def mutual(cluster: EmulatorProcess, pki: Pki, client_pki: dict[str, Any]) -> Iterator[int]:
+    with serving(cluster, pki, CLIENT_CA=str(client_pki["ca"])) as (port, _):
+        yield port
+
+
+def https_post(pki: Pki, port: int, cert: tuple[Path, Path] | None, path: str) -> tuple[int, bytes]:
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    if cert is not None:
+        context.load_cert_chain(*cert)
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    try:
+        connection.request("POST", path, body=VALID, headers={"Content-Type": "application/json"})
+        reply = connection.getresponse()
+        return reply.status, reply.read()
+    finally:
+        connection.close()
+
+
+def test_client_signed_by_client_ca_is_served(
+    pki: Pki, mutual: int, client_pki: dict[str, Any]
+) -> None:
+    for path in ("/validate", "/mutate", "/validate-cocoonset"):
+        status, body = https_post(pki, mutual, client_pki["signed"], path)
+        assert status == 200, body
+        assert json.loads(body)["kind"] == "AdmissionReview"
+
+
+def test_client_without_certificate_is_refused_but_probes_answer(pki: Pki, mutual: int) -> None:
+    for path in ("/validate", "/mutate", "/validate-cocoonset"):
+        assert https_post(pki, mutual, None, path) == (
+            403, b"client certificate required (CLIENT_CA is set)"
+        )  # fmt: skip
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    connection = http.client.HTTPSConnection("127.0.0.1", mutual, context=context, timeout=30)
+    connection.request("GET", "/healthz")
+    assert connection.getresponse().read() == b"ok"
+    connection.close()
+
+
+def test_client_certificate_from_another_ca_fails_the_handshake(
+    pki: Pki, mutual: int, client_pki: dict[str, Any]
+) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+        https_post(pki, mutual, client_pki["forged"], "/validate")
+
+
+def test_without_client_ca_no_certificate_is_needed(pki: Pki, short: tuple[int, int]) -> None:
+    status, body = https_post(pki, short[0], None, "/validate")
+    assert status == 200, body
+
+
+def test_bad_client_ca_stops_the_start(cluster: EmulatorProcess, pki: Pki, tmp_path: Path) -> None:
+    bogus = tmp_path / "ca.crt"
+    bogus.write_text("not a certificate")
+    process = ServerProcess.start(server_env(cluster.kubeconfig, pki, CLIENT_CA=str(bogus)))
+    assert process.process.wait(60) == 1
+    lines = [entry["msg"] for entry in process.logs if entry.get("level") == "fatal"]
+    assert lines == [f"CLIENT_CA {bogus}: no PEM certificate found"]

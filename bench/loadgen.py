@@ -57,6 +57,22 @@ def start_function(
         str(Path(sys.executable).parent / "functions-framework"),
         "--source", source, "--target", target, "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
+    return _start(command, port, target, env)
+
+
+def start_uvicorn(app: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`app` ("module:attribute") under plain uvicorn, one process, its default loop and parser."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    return _start(command, port, app, None)
+
+
+def _start(
+    command: list[str], port: int, target: str, env: dict[str, str] | None
+) -> tuple[subprocess.Popen[bytes], int]:
     process = subprocess.Popen(
         command,
         cwd=ROOT,

@@ -73,7 +73,7 @@ async def serve_probes(
 
     None when the path is none of them. Shared by every function and the standalone server.
     """
-    path = request.url.path
+    path = request.scope["path"]  # not request.url, which parses the whole URL per access
     if path == "/healthz":
         return _text("ok", 200)
     if path == "/readyz":
@@ -97,7 +97,7 @@ async def serve(request: Request, endpoint: Endpoint) -> Response:
     probe = await serve_probes(request, endpoint.readiness)
     if probe is not None:
         return probe
-    if request.url.path not in endpoint.paths:
+    if request.scope["path"] not in endpoint.paths:
         return not_found()
     if request.method != "POST":
         return method_not_allowed()

@@ -497,7 +497,7 @@ async def serve_reap(
     probe = await serve_probes(request, reporting(kube))
     if probe is not None:
         return probe
-    if request.url.path != "/":
+    if request.scope["path"] != "/":
         return not_found()
     if request.method != "POST":
         return method_not_allowed()

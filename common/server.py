@@ -254,7 +254,7 @@ class AdmissionApp:
         probe = await serve_probes(request, self._readiness, with_metrics=False)
         if probe is not None:
             return probe
-        endpoint = self._endpoints.get(request.url.path)
+        endpoint = self._endpoints.get(request.scope["path"])
         if endpoint is None:
             return not_found()
         if request.method != "POST":

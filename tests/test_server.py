@@ -376,6 +376,8 @@ def test_new_certificate_served_on_the_next_connection(cluster: EmulatorProcess,
         kept.request("GET", "/healthz")  # an established connection keeps its session
         assert kept.getresponse().read() == b"ok"
         kept.close()
+        # The log is read from the server's pipe by a thread: wait for the line, then count.
+        live.process.wait_for_log(lambda e: e["msg"] == "TLS pair reloaded", timeout=30)
         reloads = [e for e in live.process.logs if e["msg"] == "TLS pair reloaded"]
         assert len(reloads) == 1
 

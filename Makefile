@@ -57,8 +57,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest
 
-bench: $(STAMP) ## print admission throughput and latency figures
+bench: $(STAMP) ## print admission throughput and latency, and the standalone server's memory under held connections
 	$(PY) bench/admission_bench.py
+	$(PY) bench/connections_bench.py
 
 SECONDS ?= 60
 fuzz: $(STAMP) ## coverage-guided fuzzing of the envelope and object decoders for SECONDS (default 60)

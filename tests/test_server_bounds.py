@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from common.connections import ByteBudget
 from common.strict_json import MAX_DEPTH
@@ -25,6 +27,7 @@ from tests.helpers import review, workload
 from tests.kube_emulator.launcher import EmulatorProcess
 from tests.pki import issue, make_ca
 from tests.sandbox import Pki, ServerProcess, server_env
+from tests.test_hostile_bodies import bodies as hostile_bodies
 
 CLOSE_WAIT_S = 30.0  # far above any bound below: only a server that never closes fails
 SHORT = {"REQUEST_HEAD_TIMEOUT": "1s", "REQUEST_BODY_TIMEOUT": "1s", "IDLE_TIMEOUT": "1s"}
@@ -327,3 +330,18 @@ def test_bad_client_ca_stops_the_start(cluster: EmulatorProcess, pki: Pki, tmp_p
     assert process.process.wait(60) == 1
     lines = [entry["msg"] for entry in process.logs if entry.get("level") == "fatal"]
     assert lines == [f"CLIENT_CA {bogus}: no PEM certificate found"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=hostile_bodies, path=st.sampled_from(["/mutate", "/validate", "/validate-cocoonset"]))
+def test_fuzzed_reviews_get_an_answer_from_the_server(
+    pki: Pki, short: tuple[int, int], body: bytes, path: str
+) -> None:
+    with tls(pki, short[0]) as sock:
+        sock.sendall(request(path, body))
+        status, reply = read_reply(sock)
+    assert status in (200, 400, 413), (status, reply[:300])
+    if status != 200:
+        assert reply and b"\n" not in reply and b"Traceback" not in reply
+    else:
+        assert json.loads(reply)["kind"] == "AdmissionReview"

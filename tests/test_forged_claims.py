@@ -153,6 +153,16 @@ def test_own_namespace_claims_without_pods_are_reclaimed_without_the_reaper() ->
     assert "ns.demo.0" not in draft.remove and "ns._pod.g0" not in draft.remove  # live pods
 
 
+def test_bare_pod_lists_its_namespace_before_saying_full() -> None:
+    entries = fill({}, lambda i: (f"ns._pod.g{i}", entry(f"g{i}", deploy="", age_s=600)),
+                   leave=50)  # fmt: skip
+    cluster = Cluster(pods=[live("g1")])
+    draft = reserve_bounded(intent("real"), entries, cluster, bound=10**6)
+    assert isinstance(draft, Draft), draft
+    assert cluster.listed.count("pods/ns") == 1
+    assert draft.remove and "ns._pod.g1" not in draft.remove
+
+
 def test_in_flight_and_unknown_claims_are_never_reclaimed() -> None:
     in_flight = fill({}, lambda i: (f"ghost._pod.g{i}", ghost(f"g{i}", age_s=1)), leave=50)
     assert reserve(intent("real"), in_flight, Cluster()) == Failed(REASON_FULL)

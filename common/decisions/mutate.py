@@ -330,6 +330,8 @@ def plan_entry(
     draft = Draft(target.key, planned, target.remove, write=True, warnings=warnings)
     excess = data_bytes(draft.apply(entries)) - CONFIGMAP_DATA_LIMIT
     if excess > 0:
+        if live_pods is None:
+            return Need(live_pods=True)  # the namespace's own gone claims may make the room
         keep = {target.key, *target.remove}
         victims = _reclaim(excess, entries, reservations, keep, intent, live_pods, now, window)
         if victims is None:

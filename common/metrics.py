@@ -52,6 +52,11 @@ UNCONFIRMED_REFUSED_TOTAL = Counter(
     "Pods admitted unpatched because their namespace held too many unconfirmed claims.",
     ["pool"],
 )
+CONNECTIONS_CLOSED_TOTAL = Counter(
+    "cocoon_webhook_connections_closed_total",
+    "Connections the standalone server closed because they broke a bound.",
+    ["bound"],  # head, body, idle, capacity
+)
 SWEEPS_TOTAL = Counter(
     "cocoon_webhook_reaper_sweeps_total",
     "Reaper sweeps by result.",

@@ -31,8 +31,7 @@ PACKAGES = (
     "k8s.io/kubernetes/cmd/kube-controller-manager",
     "./etcd",
 )
-# Part of the cache key: other flags make other binaries.
-BUILD_FLAGS = ("-trimpath", "-ldflags=-s -w")
+_VERSION_PACKAGE = "k8s.io/component-base/version"
 # No VCS stamping: the module sits in a git checkout whose owner a CI container may distrust.
 BUILD_ENV = {"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"}
 
@@ -58,9 +57,32 @@ def cache_root() -> Path:
     return Path(base) / "cocoon-webhook" / "control-plane"
 
 
+def kubernetes_version() -> str:
+    """The k8s.io/kubernetes release go.mod requires, e.g. `v1.37.2`."""
+    found = re.search(r"^\s*k8s\.io/kubernetes (v\d+\.\d+\.\d+\S*)", _go_mod(), re.MULTILINE)
+    if found is None:
+        raise BuildFailed("tests/control_plane/go/go.mod", "no k8s.io/kubernetes requirement")
+    return found.group(1)
+
+
+def _go_mod() -> str:
+    return (GO_MODULE / "go.mod").read_text()
+
+
+def build_flags() -> list[str]:
+    """What `make` in kubernetes stamps too (hack/lib/version.sh): without it the binaries
+    report v0.0.0-master, which kubectl and client version checks cannot parse."""
+    version = kubernetes_version()
+    major, minor = version.removeprefix("v").split(".")[:2]
+    stamps = {"gitVersion": version, "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean"}
+    ldflags = ["-s", "-w", *(f"-X {_VERSION_PACKAGE}.{k}={v}" for k, v in stamps.items())]
+    return ["-trimpath", f"-ldflags={' '.join(ldflags)}"]
+
+
 def source_hash() -> str:
     digest = hashlib.sha256()
-    flags = [*BUILD_FLAGS, *(f"{name}={value}" for name, value in sorted(BUILD_ENV.items()))]
+    # Part of the key: other flags or environment make other binaries.
+    flags = [*build_flags(), *(f"{name}={value}" for name, value in sorted(BUILD_ENV.items()))]
     digest.update("\0".join(flags).encode() + b"\0")
     sources = [GO_MODULE / "go.mod", GO_MODULE / "go.sum", *sorted(GO_MODULE.glob("etcd/**/*.go"))]
     for path in sources:
@@ -111,7 +133,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _build(go: str, target: Path, log: IO[str]) -> Path:
     temp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
-    cmd = [go, "build", *BUILD_FLAGS, "-o", f"{temp}/", *PACKAGES]
+    cmd = [go, "build", *build_flags(), "-o", f"{temp}/", *PACKAGES]
     print(f"building the control plane into {target} (the first build takes a while)", file=log)
     started = time.monotonic()
     try:

@@ -99,14 +99,10 @@ def scale_causes(obj: dict[str, Any], replica_paths: list[str]) -> list[dict[str
 
 
 def _go_v(value: Any) -> str:
-    """fmt's %v of a decoded JSON value, for the scalars a replicas field plausibly holds."""
+    """fmt's %v of a decoded JSON value: go_value but for nil and unquoted strings."""
     if value is None:
         return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return go_float(value)
-    return str(value) if isinstance(value, str) else _compact_json(value)
+    return value if isinstance(value, str) else go_value(value)
 
 
 def _go_type(value: Any) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import shutil
 import signal
 import socket
 import ssl
@@ -93,6 +94,7 @@ class ControlPlane:
         binaries = build.ensure_built()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(workdir / "etcd", ignore_errors=True)  # every start is a new cluster
         etcd_port, peer_port, api_port = _free_ports(3)
         url = f"https://127.0.0.1:{api_port}"
         _write_pki(workdir)

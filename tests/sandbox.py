@@ -296,6 +296,13 @@ class Sandbox:
         return str(self.directory / "sandbox.kubeconfig")
 
     @property
+    def emulator(self) -> EmulatorProcess:
+        """The emulator's own controls (audit log, faults): only on the emulator backend."""
+        if not isinstance(self.cluster, EmulatorProcess):
+            raise TypeError("this sandbox runs on a real control plane, not the emulator")
+        return self.cluster
+
+    @property
     def real(self) -> bool:
         return isinstance(self.cluster, ControlPlane)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.control_plane import build
+from tests.control_plane import build, launcher
 from tests.control_plane.launcher import ControlPlane, ControlPlaneFailed
 from tests.control_plane.pytest_plugin import unavailable
 from tests.sandbox import ROOT
@@ -184,6 +184,34 @@ def test_a_start_timeout_stops_everything_and_shows_the_logs(tmp_path: Path) -> 
     assert message.startswith("control plane: /readyz not ready within 0 s")
     for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
         assert f"--- {name} (exit " in message
+    assert _processes_using(tmp_path) == []
+
+
+@pytest.mark.control_plane
+def test_a_port_taken_meanwhile_means_another_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _binaries()
+    picks = []
+    real_free_ports = launcher._free_ports
+
+    def first_one_taken(count: int) -> list[int]:
+        ports = real_free_ports(count)
+        if not picks:
+            ports[0] = taken.getsockname()[1]  # etcd's client port: someone else's by now
+        picks.append(ports)
+        return ports
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setattr(launcher, "_free_ports", first_one_taken)
+        plane = ControlPlane.start(tmp_path)
+        try:
+            assert len(picks) == 2
+            assert plane.url == f"https://127.0.0.1:{picks[1][2]}"
+        finally:
+            plane.stop()
     assert _processes_using(tmp_path) == []
 
 

@@ -55,6 +55,7 @@ CONTROLLERS = (
 )
 LOG_TAIL_LINES = 20
 STOP_GRACE_S = 10.0
+PORT_ATTEMPTS = 3
 _PR_SET_PDEATHSIG = 1
 
 
@@ -94,6 +95,18 @@ class ControlPlane:
         binaries = build.ensure_built()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                return cls._start_once(binaries, workdir, timeout)
+            except ControlPlaneFailed as exc:
+                # A free port we picked was taken before our process bound it (a busy machine).
+                if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(cls, binaries: Path, workdir: Path, timeout: float) -> ControlPlane:
+        deadline = time.monotonic() + timeout
         shutil.rmtree(workdir / "etcd", ignore_errors=True)  # every start is a new cluster
         etcd_port, peer_port, api_port = _free_ports(3)
         url = f"https://127.0.0.1:{api_port}"
@@ -116,8 +129,10 @@ class ControlPlane:
                 binaries / "kube-controller-manager",
                 _controller_manager_args(workdir),
             )
-            plane._wait(plane._ready, "/readyz", timeout)
-            plane._wait(plane._default_service_account, "the default ServiceAccount", timeout)
+            plane._wait(plane._ready, "/readyz", deadline, timeout)
+            plane._wait(
+                plane._default_service_account, "the default ServiceAccount", deadline, timeout
+            )
         except BaseException:
             plane.stop()
             raise
@@ -154,8 +169,7 @@ class ControlPlane:
             )
         self.processes.append(_Process(name, popen, log))
 
-    def _wait(self, check: Callable[[], bool], what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def _wait(self, check: Callable[[], bool], what: str, deadline: float, timeout: float) -> None:
         while True:
             dead = [p for p in self.processes if p.popen.poll() is not None]
             if dead:

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run sandbox-check test lint format typecheck pytest bench fuzz clean debian-tools
+.PHONY: help install run sandbox-check test lint format typecheck control-plane pytest bench fuzz clean debian-tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -19,18 +19,19 @@ install: $(STAMP) ## create .venv and install the package with its dev tools
 
 SANDBOX ?= 1
 PROMETHEUS ?= 0
+CLUSTER ?= emulator
 
-run: $(STAMP) $(if $(filter 1,$(PROMETHEUS)),debian-tools) ## start the local sandbox (emulated API server + webhooks over TLS); SANDBOX=0: the server against KUBECONFIG; PROMETHEUS=1: also a Prometheus server scraping it
+run: $(STAMP) $(if $(filter 1,$(PROMETHEUS)),debian-tools) ## start the local sandbox (emulated API server + webhooks over TLS); CLUSTER=real: on a real control plane (needs Go); SANDBOX=0: the server against KUBECONFIG; PROMETHEUS=1: also a Prometheus server scraping it
 ifeq ($(SANDBOX),0)
 	$(VENV)/bin/cocoon-webhook
 else
-	$(PY) -m tests.sandbox $(if $(filter 1,$(PROMETHEUS)),--prometheus)
+	$(PY) -m tests.sandbox --cluster $(CLUSTER) $(if $(filter 1,$(PROMETHEUS)),--prometheus)
 endif
 
-sandbox-check: $(STAMP) ## start the sandbox, admit a pod, deny a scale-down, print OK, stop
-	$(PY) -m tests.sandbox --check
+sandbox-check: $(STAMP) ## start the sandbox, admit a pod, deny a scale-down, print OK, stop (CLUSTER=real too)
+	$(PY) -m tests.sandbox --check --cluster $(CLUSTER)
 
-test: lint typecheck debian-tools pytest ## ruff lint + format check, mypy --strict, pytest
+test: lint typecheck debian-tools control-plane pytest ## ruff lint + format check, mypy --strict, the control plane build (cached), pytest
 
 # promtool and prometheus (Debian package `prometheus`) for the monitoring tests. Installed when missing
 # and we may (root, apt-get); otherwise one line says so and those tests skip (they fail under CI=true).
@@ -53,6 +54,9 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy common functions
+
+control-plane: $(STAMP) ## build etcd, kube-apiserver, kube-controller-manager once per machine (needs Go; CI=true: required)
+	$(PY) -m tests.control_plane.build
 
 pytest: $(STAMP)
 	$(VENV)/bin/pytest

@@ -1,14 +1,18 @@
-"""mutate against the emulator: API requests per admission, throughput and latency.
+"""mutate against the emulator or a real API server: API requests per admission, throughput and
+latency.
 
-Starts the emulator (seeded like the sandbox: nodes cocoon-a, cocoon-b in pool `default`) and one
-mutate function as a real `functions-framework` process, then prints:
+Starts the emulator (seeded like the sandbox: nodes cocoon-a, cocoon-b in pool `default`), or with
+`--cluster real` the control plane of tests/control_plane given the same nodes, and one mutate
+function as a real `functions-framework` process, then prints:
 
-1. API requests per admission, from the emulator's request log, for SPEC 13's cases: a fresh
+1. API requests per admission, from the emulator's request log (on the real API server: the
+   growth of `apiserver_request_total` across the admission, watches and the API server's own
+   lease renewals left out), for SPEC 13's cases: a fresh
    Deployment replica (pick), the steady state (a replacement taking over its slot and sticky
    node), a re-admission inside the in-flight window, and a bare pod with a sticky node.
 2. Throughput and p50/p99 latency at concurrency 1 and 8, each admission a new bare pod.
 
-    .venv/bin/python bench/mutate_bench.py [--seconds 5]
+    .venv/bin/python bench/mutate_bench.py [--seconds 5] [--cluster real]
 """
 
 from __future__ import annotations
@@ -16,19 +20,26 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import re
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import kubernetes
+
 from bench.loadgen import start_function
 from tests.cluster import apply_patch, cocoon_pod, pod_review
+from tests.control_plane.launcher import ControlPlane
+from tests.control_plane.nodes import add_ready_node
+from tests.kube_emulator import seed
 from tests.kube_emulator.launcher import EmulatorProcess
 
 RS = "demo-7b7c9d9d5f"
@@ -56,11 +67,47 @@ def api_calls(emulator: EmulatorProcess) -> Counter[str]:
     return counts
 
 
-def measure_budget(emulator: EmulatorProcess, client: Client, core: Any) -> None:
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def request_totals(plane: ControlPlane) -> Counter[str]:
+    """apiserver_request_total by verb and resource: resource requests other than watches and
+    lease renewals (the controllers' discovery and the API server's heartbeat)."""
+    counts: Counter[str] = Counter()
+    for sample in _SAMPLE.finditer(plane.metrics_text()):
+        labels = dict(_LABEL.findall(sample["labels"]))
+        # watches stream; leases are the API server's heartbeat; no scope: /openapi, /version
+        if labels["verb"] == "WATCH" or labels["resource"] == "leases" or not labels["scope"]:
+            continue
+        resource = "/".join(filter(None, (labels["resource"], labels["subresource"])))
+        counts[f"{labels['verb']} {resource}"] += int(float(sample["value"]))
+    return counts
+
+
+def counter(cluster: EmulatorProcess | ControlPlane) -> Callable[[Callable[[], Any]], Any]:
+    """`count(action)`: the action's result and the API requests it caused."""
+
+    def on_emulator(action: Callable[[], Any]) -> tuple[Any, Counter[str]]:
+        assert isinstance(cluster, EmulatorProcess)
+        cluster.clear_requests()
+        result = action()
+        return result, api_calls(cluster)
+
+    def on_real(action: Callable[[], Any]) -> tuple[Any, Counter[str]]:
+        assert isinstance(cluster, ControlPlane)
+        before = request_totals(cluster)
+        result = action()
+        grown = request_totals(cluster)
+        grown.subtract(before)
+        return result, +grown
+
+    return on_emulator if isinstance(cluster, EmulatorProcess) else on_real
+
+
+def measure_budget(count: Callable[[Callable[[], Any]], Any], client: Client, core: Any) -> None:
     def case(title: str, pod: dict[str, Any], store: bool = True) -> dict[str, Any]:
-        emulator.clear_requests()
-        response = client.admit(pod)
-        calls = api_calls(emulator)
+        response, calls = count(lambda: client.admit(pod))
         print(f"  {title:<52}{sum(calls.values()):>3}  {dict(calls)}")
         if store:
             core.create_namespaced_pod("ns", apply_patch(pod, response))
@@ -114,21 +161,37 @@ def load(port: int, concurrency: int, seconds: float) -> tuple[int, list[float],
     return int(len(latencies) / (time.monotonic() - started)), latencies, warnings
 
 
+def start_cluster(kind: str, workdir: str) -> EmulatorProcess | ControlPlane:
+    if kind == "emulator":
+        return EmulatorProcess.start(workdir, seed="sandbox")
+    plane = ControlPlane.start(Path(workdir))
+    api = plane.api_client()
+    core = kubernetes.client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": "cocoon-system"}})
+    for node in seed.sandbox_nodes():
+        add_ready_node(api, node)
+    return plane
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--cluster", choices=("emulator", "real"), default="emulator")
     args = parser.parse_args()
-    import kubernetes
 
     with tempfile.TemporaryDirectory() as workdir:
-        emulator = EmulatorProcess.start(workdir, seed="sandbox")
+        cluster = start_cluster(args.cluster, workdir)
         process, port = start_function(
-            "functions/mutate.py", "mutate", {"KUBECONFIG": emulator.kubeconfig}
+            "functions/mutate.py", "mutate", {"KUBECONFIG": cluster.kubeconfig}
         )
         try:
-            core = kubernetes.client.CoreV1Api(emulator.api_client())
+            core = kubernetes.client.CoreV1Api(cluster.api_client())
             core.create_namespace({"metadata": {"name": "ns"}})
-            measure_budget(emulator, Client(port), core)
+            if args.cluster == "real":  # ServiceAccount admission waits for the controller
+                while not core.list_namespaced_service_account("ns").items:
+                    time.sleep(0.1)
+            print(f"on the {args.cluster} API server")
+            measure_budget(counter(cluster), Client(port), core)
             print("\nthroughput, a new bare pod per admission (fresh pick each time)")
             print(f"{'conc':>6}{'adm/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'fail-open':>11}")
             for concurrency in (1, 8):
@@ -140,7 +203,7 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(10)
-            emulator.stop()
+            cluster.stop()
 
 
 if __name__ == "__main__":

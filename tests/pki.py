@@ -48,6 +48,7 @@ def _builder(
     key: ec.EllipticCurvePrivateKey,
     days: float,
     expired: bool = False,
+    subject: x509.Name | None = None,
 ) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     # An expired certificate was valid for `days` until an hour ago.
@@ -55,7 +56,7 @@ def _builder(
     start = end - datetime.timedelta(days=days) if expired else now - datetime.timedelta(minutes=5)
     return (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name))
+        .subject_name(subject or _name(common_name))
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -110,6 +111,27 @@ def issue(
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False
+        )
+    )
+    return KeyPair(key, builder.sign(ca.key, hashes.SHA256()))
+
+
+def client(
+    ca: KeyPair, common_name: str, *, groups: tuple[str, ...] = (), days: float = 1
+) -> KeyPair:
+    """A client certificate signed by `ca`: the Kubernetes user `common_name` in `groups`
+    (an API server reads the groups from the subject's organizations)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
+        + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    )
+    builder = (
+        _builder(common_name, ca.cert.subject, key, days, subject=subject)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False
         )

@@ -8,6 +8,10 @@ the server exactly as a cluster's API server would, selectors and rules included
 the kubeconfig and commands to try, and stops everything on Ctrl-C or SIGTERM. State lives in
 `.sandbox/` (gitignored).
 
+`--cluster real` puts a real control plane (tests/control_plane: kube-apiserver, etcd,
+kube-controller-manager built from Go) in the emulator's place, given the same nodes, namespace
+and CRD: there a Deployment really makes its pods (no kubelet runs them).
+
 `--check` runs a short scripted session instead (a cocoon pod gets a VM name and a node, a
 scale-down is denied, an invalid CocoonSet is denied), prints OK and stops.
 
@@ -22,6 +26,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +42,10 @@ from typing import Any
 import yaml
 
 from tests import prometheus
+from tests.control_plane.build import ControlPlaneUnavailable
+from tests.control_plane.launcher import ControlPlane, ControlPlaneFailed
+from tests.control_plane.nodes import add_ready_node
+from tests.kube_emulator import seed
 from tests.kube_emulator.launcher import EmulatorProcess
 from tests.pki import KeyPair, issue, make_ca
 from tests.prometheus import PROMETHEUS_PORT
@@ -275,7 +284,7 @@ def _free(port: int) -> int:
 @dataclass
 class Sandbox:
     directory: Path
-    emulator: EmulatorProcess
+    cluster: EmulatorProcess | ControlPlane
     pki: Pki
     server: ServerProcess
     webhook_port: int
@@ -283,7 +292,67 @@ class Sandbox:
 
     @property
     def kubeconfig(self) -> str:
-        return self.emulator.kubeconfig
+        # The emulator writes it here; a control plane's is copied here (`make reap` reads it).
+        return str(self.directory / "sandbox.kubeconfig")
+
+    @property
+    def emulator(self) -> EmulatorProcess:
+        """The emulator's own controls (audit log, faults): only on the emulator backend."""
+        if not isinstance(self.cluster, EmulatorProcess):
+            raise TypeError("this sandbox runs on a real control plane, not the emulator")
+        return self.cluster
+
+    @property
+    def real(self) -> bool:
+        return isinstance(self.cluster, ControlPlane)
+
+    def cluster_exited(self) -> str | None:
+        """Which part of the API server side exited on its own, if one did."""
+        if isinstance(self.cluster, ControlPlane):
+            dead = [p.name for p in self.cluster.processes if p.popen.poll() is not None]
+            return dead[0] if dead else None
+        process = self.cluster.process
+        return "the API emulator" if process is not None and process.poll() is not None else None
+
+
+CLUSTERS = ("emulator", "real")
+
+
+def start_cluster(directory: Path, kind: str) -> EmulatorProcess | ControlPlane:
+    """The emulator with the sandbox seed, or a real control plane given the same objects."""
+    if kind == "emulator":
+        return EmulatorProcess.start(directory, seed="sandbox", name="sandbox")
+    plane = ControlPlane.start(directory / "control-plane")
+    try:
+        seed_real(plane.api_client())
+        shutil.copyfile(plane.kubeconfig, directory / "sandbox.kubeconfig")
+    except BaseException:
+        plane.stop()
+        raise
+    return plane
+
+
+def seed_real(api_client: Any) -> None:
+    """The emulator's `sandbox` seed, created through a real API server."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": "cocoon-system"}})
+    apiext = client.ApiextensionsV1Api(api_client)
+    apiext.create_custom_resource_definition(seed.COCOONSET_CRD)
+    for node in seed.sandbox_nodes():
+        add_ready_node(api_client, node)
+    name = seed.COCOONSET_CRD["metadata"]["name"]
+
+    def established() -> bool:
+        conditions = apiext.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not established():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"CRD {name} not established within {START_TIMEOUT_S:.0f} s")
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -292,17 +361,19 @@ def sandbox(
     *,
     echo: bool = False,
     preferred: tuple[int, int] = (WEBHOOK_PORT, METRICS_PORT),
+    cluster: str = "emulator",
 ) -> Iterator[Sandbox]:
-    """Emulator, certificates, server and webhook registrations; all stopped on exit."""
+    """API server (emulated or real), certificates, server and webhook registrations; all
+    stopped on exit."""
     # Every file is overwritten, nothing else removed: --dir may name a directory in use.
     directory.mkdir(parents=True, exist_ok=True)
-    emulator = EmulatorProcess.start(directory, seed="sandbox", name="sandbox")
+    api = start_cluster(directory, cluster)
     server: ServerProcess | None = None
     try:
         pki = Pki.create(directory / "certs")
         webhook, metrics = (_free(port) for port in preferred)
         env = server_env(
-            emulator.kubeconfig,
+            str(directory / "sandbox.kubeconfig"),
             pki,
             REAPER_INTERVAL="1m",
             LISTEN_ADDR=f"127.0.0.1:{webhook}",
@@ -311,12 +382,12 @@ def sandbox(
         server = ServerProcess.start(env, echo=echo)
         webhook, metrics = server.wait_listening()
         configurations = webhook_configurations(webhook, pki.ca_file.read_bytes())
-        register(emulator.api_client(), configurations)
-        yield Sandbox(directory, emulator, pki, server, webhook, metrics)
+        register(api.api_client(), configurations)
+        yield Sandbox(directory, api, pki, server, webhook, metrics)
     finally:
         if server is not None:
             server.stop()
-        emulator.stop()
+        api.stop()
 
 
 # --- what to try, and the scripted check -------------------------------------------------------
@@ -400,20 +471,32 @@ def instructions(box: Sandbox) -> str:
         "custom-columns=NAME:.metadata.name,VM:.metadata.annotations.vm\\.cocoonstack\\.io/name,"
         "NODE:.spec.nodeName"
     )
+    if box.real:
+        tries = [
+            "Try (real controllers: the Deployment makes the pods; no kubelet runs them):",
+            f"  {kubectl} apply -f {files['deployment']}",
+            f"  {kubectl} get pods -o '{columns}'",
+            f"  {kubectl} delete pod <name> --grace-period=0 --force   # replaced, same slot",
+        ]
+    else:
+        tries = [
+            "Try (the emulator runs no controllers: a Deployment makes no pods, so create them):",
+            f"  {kubectl} apply --validate=false -f {files['deployment']}",
+            f"  {kubectl} create --validate=false -f {files['pod']}    # twice: slots 0, 1",
+            f"  {kubectl} get pods -o '{columns}'",
+        ]
+    kind = "real" if box.real else "emulated"
     return "\n".join(
         [
             "",
             "cocoon-webhook sandbox is up",
-            f"  API server (emulated)  {box.emulator.url}",
+            f"  API server ({kind}){' ' * (10 - len(kind))}{box.cluster.url}",
             f"  kubeconfig             {box.kubeconfig}",
             f"  webhook (TLS)          https://127.0.0.1:{box.webhook_port}  CA {box.pki.ca_file}",
             f"  metrics                http://127.0.0.1:{box.metrics_port}/metrics",
             "  nodes                  cocoon-a, cocoon-b (pool default), gpu-1 (gpu), worker-1",
             "",
-            "Try (the emulator runs no controllers: a Deployment makes no pods, so create them):",
-            f"  {kubectl} apply --validate=false -f {files['deployment']}",
-            f"  {kubectl} create --validate=false -f {files['pod']}    # twice: slots 0, 1",
-            f"  {kubectl} get pods -o '{columns}'",
+            *tries,
             f"  {kubectl} -n cocoon-system get configmap cocoon-affinity-default -o yaml",
             f"  {plugin} res -A    # kubectl cocoon (on PATH): the same, one row per VM",
             f"  {kubectl} scale deployment demo --replicas=1        # denied",
@@ -441,26 +524,30 @@ def check(box: Sandbox) -> list[str]:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    api_client = box.emulator.api_client()
+    api_client = box.cluster.api_client()
     core = client.CoreV1Api(api_client)
     apps = client.AppsV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
     done: list[str] = []
 
     apps.create_namespaced_deployment("default", demo_deployment(replicas=2))
-    placed = []
-    for _ in range(2):
-        pod = core.create_namespaced_pod("default", demo_pod())
-        annotations = pod.metadata.annotations or {}
-        placed.append((pod.metadata.name, annotations.get(VM_NAME), pod.spec.node_name))
+    if box.real:  # the ReplicaSet controller makes the pods
+        pods = _wait_for_pods(core, "app=demo", 2)
+    else:
+        pods = [core.create_namespaced_pod("default", demo_pod()) for _ in range(2)]
+    placed = [
+        (pod.metadata.name, (pod.metadata.annotations or {}).get(VM_NAME), pod.spec.node_name)
+        for pod in pods
+    ]
     vm_names = sorted(vm for _, vm, _ in placed)
     _expect(vm_names == ["vk-default-demo-0", "vk-default-demo-1"], f"pods got VM names {vm_names}")
     _expect(
         all(node in ("cocoon-a", "cocoon-b") for _, _, node in placed),
         f"pods placed on {[node for _, _, node in placed]}",
     )
+    prefix = "demo-" if box.real else f"demo-{DEMO_HASH}-"
     _expect(
-        all(name.startswith(f"demo-{DEMO_HASH}-") for name, _, _ in placed),
+        all(name.startswith(prefix) for name, _, _ in placed),
         f"pods named {[name for name, _, _ in placed]}",
     )
     done += [f"pod {name}: {vm} on {node}" for name, vm, node in placed]
@@ -500,6 +587,17 @@ def check(box: Sandbox) -> list[str]:
     return done
 
 
+def _wait_for_pods(core: Any, selector: str, count: int) -> list[Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        pods = core.list_namespaced_pod("default", label_selector=selector).items
+        if len(pods) >= count:
+            return list(pods)
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{len(pods)} of {count} pods after 60 s")
+        time.sleep(0.2)
+
+
 # --- entry point --------------------------------------------------------------------------------
 
 
@@ -517,8 +615,8 @@ def _watch(box: Sandbox) -> None:
                     f"cocoon-webhook exited with {box.server.process.returncode}", file=sys.stderr
                 )
                 return
-            if box.emulator.process is not None and box.emulator.process.poll() is not None:
-                print("the API emulator exited", file=sys.stderr)
+            if exited := box.cluster_exited():
+                print(f"{exited} exited", file=sys.stderr)
                 return
     except KeyboardInterrupt:
         print("\nstopping the sandbox", flush=True)
@@ -545,6 +643,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"also run a Prometheus server (Debian package `prometheus`) on "
         f"127.0.0.1:{PROMETHEUS_PORT} scraping the webhook, with knative/monitoring's alerts",
     )
+    parser.add_argument(
+        "--cluster",
+        choices=CLUSTERS,
+        default="emulator",
+        help="the API emulator (default), or a real control plane built from Go (`real`)",
+    )
     args = parser.parse_args(argv)
     if args.prometheus and prometheus.binary("prometheus") is None:
         print("prometheus not found: install the Debian package `prometheus`", file=sys.stderr)
@@ -554,11 +658,19 @@ def main(argv: list[str] | None = None) -> int:
     # it ignored instead of raising KeyboardInterrupt.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _run(args)
+    except (ControlPlaneUnavailable, ControlPlaneFailed) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.check:
         started = time.monotonic()
-        with sandbox(args.dir, preferred=(0, 0)) as box:
+        with sandbox(args.dir, preferred=(0, 0), cluster=args.cluster) as box:
             print(
-                f"  api {box.emulator.url} webhook https://127.0.0.1:{box.webhook_port} "
+                f"  api {box.cluster.url} webhook https://127.0.0.1:{box.webhook_port} "
                 f"metrics http://127.0.0.1:{box.metrics_port}"
             )
             try:
@@ -576,7 +688,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"OK ({time.monotonic() - started:.1f}s)")
         return 0
     try:
-        with sandbox(args.dir, echo=True) as box, contextlib.ExitStack() as extras:
+        with (
+            sandbox(args.dir, echo=True, cluster=args.cluster) as box,
+            contextlib.ExitStack() as extras,
+        ):
             print(instructions(box), flush=True)
             if args.prometheus:
                 server = prometheus.PrometheusProcess.start(

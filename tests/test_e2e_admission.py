@@ -86,7 +86,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def core(box: Sandbox) -> Any:
-    api = kubernetes.client.CoreV1Api(box.emulator.api_client())
+    api = kubernetes.client.CoreV1Api(box.cluster.api_client())
     ensure_namespaces(api)
     return api
 

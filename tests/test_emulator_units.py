@@ -144,8 +144,9 @@ def test_strategic_merge_directives() -> None:
             "metadata": {"$deleteFromPrimitiveList/finalizers": ["f1"], "finalizers": ["f2"]},
         },
     )
+    # without $setElementOrder a new element leads, as strategicpatch.normalizeElementOrder does
     assert out["spec"]["containers"] == [
-        {"name": "a", "image": "1", "ports": [{"containerPort": 80}, {"containerPort": 81}]},
+        {"name": "a", "image": "1", "ports": [{"containerPort": 81}, {"containerPort": 80}]},
         {"name": "c", "image": "2"},
     ]
     assert out["spec"]["tolerations"] == [{"key": "y"}]
@@ -173,12 +174,14 @@ def test_config_keys(key: str, ok: bool) -> None:
     assert (validation.config_key_errors(key) == []) is ok
 
 
-def test_configmap_size_counts_keys_and_values() -> None:
+def test_configmap_size_counts_values_only() -> None:
+    """ValidateConfigMap sums the values' lengths (keys are free), as kube-apiserver v1.37."""
     limit = validation.MAX_CONFIGMAP_BYTES
-    assert validation.validate_configmap({"data": {"k": "x" * (limit - 1)}}, None) == []
-    (cause,) = validation.validate_configmap({"data": {"kk": "x" * (limit - 1)}}, None)
+    assert validation.validate_configmap({"data": {"long-key": "x" * limit}}, None) == []
+    (cause,) = validation.validate_configmap({"data": {"a": "x" * limit, "b": "x"}}, None)
     assert cause.reason == "FieldValueTooLong"
-    assert cause.field == ""
+    assert cause.field == "[]"
+    assert cause.text() == "[]: Too long: may not be more than 1048576 bytes"
 
 
 def test_invalid_message_shape() -> None:

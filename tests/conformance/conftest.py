@@ -2,11 +2,14 @@
 
 Every probe talks to the API only through the official `kubernetes` client (or its raw
 `call_api` for what the typed API cannot express), in a namespace of its own, so the same
-probes run against the emulator (default) and against a real cluster:
+probes run on two backends, each probe once per backend (test ids `[emulator]` and `[real]`):
+the emulator, and a real control plane (tests/control_plane: kube-apiserver, etcd and
+kube-controller-manager built from Go modules; skipped outside CI when `go` is missing).
 
-    pytest tests/conformance --real-cluster        # uses KUBECONFIG (or ~/.kube/config)
+    pytest tests/conformance -k real               # only the real control plane
+    pytest tests/conformance --real-cluster        # `real` = the cluster in KUBECONFIG instead
 
-With `--real-cluster`, probes of the emulator's own controls (`/_emulator/...`) are skipped.
+On the real backend, probes of the emulator's own controls (`/_emulator/...`) are skipped.
 Cluster-scoped objects the probes create carry unique names and are deleted afterwards.
 """
 
@@ -21,6 +24,7 @@ import pytest
 from kubernetes import client, config
 
 from tests.conformance.helpers import raw, unique, wait_for
+from tests.control_plane.launcher import ControlPlane
 from tests.kube_emulator.launcher import EmulatorProcess
 
 
@@ -28,18 +32,24 @@ from tests.kube_emulator.launcher import EmulatorProcess
 class Cluster:
     kubeconfig: str
     emulator: EmulatorProcess | None
+    control_plane: ControlPlane | None = None  # the built one (not --real-cluster's)
 
     def api_client(self) -> client.ApiClient:
         return config.new_client_from_config(config_file=self.kubeconfig)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(
+    scope="session", params=["emulator", pytest.param("real", marks=pytest.mark.control_plane)]
+)
 def cluster(request: pytest.FixtureRequest) -> Cluster:
+    if request.param == "emulator":
+        emulator: EmulatorProcess = request.getfixturevalue("kube_emulator")
+        return Cluster(emulator.kubeconfig, emulator)
     if request.config.getoption("--real-cluster"):
         path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         return Cluster(path.split(os.pathsep)[0], None)
-    emulator: EmulatorProcess = request.getfixturevalue("kube_emulator")
-    return Cluster(emulator.kubeconfig, emulator)
+    plane: ControlPlane = request.getfixturevalue("control_plane")
+    return Cluster(plane.kubeconfig, None, plane)
 
 
 @pytest.fixture(scope="session")

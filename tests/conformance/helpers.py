@@ -125,3 +125,65 @@ def deployment(
             },
         },
     }
+
+
+BARRIER_LABEL = "conformance.example.com/barrier"
+
+
+def webhooks_settled(
+    admreg: client.AdmissionregistrationV1Api, apps: client.AppsV1Api, ns: str
+) -> None:
+    """Wait until the API server's admission chain has seen every webhook configuration
+    written before this call (created, changed or deleted).
+
+    kube-apiserver reads configurations through one informer per kind, each in write order:
+    once a sentinel configuration written now refuses a dry-run write, every earlier write of
+    its kind is in effect too. The sentinels select only Deployment creations carrying their
+    own label value (no probe's or production webhook sees those), so they touch nothing else,
+    and go again at once. The emulator applies configurations as they are written, so its
+    first probe already answers.
+    """
+    for mutating in (True, False):
+        _barrier(admreg, apps, ns, mutating=mutating)
+
+
+def _barrier(
+    admreg: client.AdmissionregistrationV1Api, apps: client.AppsV1Api, ns: str, *, mutating: bool
+) -> None:
+    value = uuid.uuid4().hex[:12]
+    name = f"conformance-barrier-{value}"
+    hook = {
+        "name": "barrier.conformance.example.com",
+        "clientConfig": {"url": "https://127.0.0.1:1/barrier"},
+        "rules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"],
+                   "resources": ["deployments"]}],
+        "failurePolicy": "Fail",
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+        "objectSelector": {"matchLabels": {BARRIER_LABEL: value}},
+        "timeoutSeconds": 1,
+    }  # fmt: skip
+    body = {"metadata": {"name": name}, "webhooks": [hook]}
+    probe = deployment(name)
+    probe["metadata"]["labels"] = {BARRIER_LABEL: value}
+
+    def refused() -> bool:
+        try:
+            apps.create_namespaced_deployment(ns, probe, dry_run="All")
+        except client.ApiException as exc:
+            return exc.status == 500 and hook["name"] in (exc.body or "")
+        return False
+
+    kind = "mutating" if mutating else "validating"
+    if mutating:
+        admreg.create_mutating_webhook_configuration(body)
+    else:
+        admreg.create_validating_webhook_configuration(body)
+    try:
+        wait_for(refused, f"the {kind} webhook configurations to be in effect")
+    finally:
+        if mutating:
+            admreg.delete_mutating_webhook_configuration(name)
+        else:
+            admreg.delete_validating_webhook_configuration(name)

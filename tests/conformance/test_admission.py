@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.conformance.helpers import body_of, deployment, pod, raw
+from tests.conformance.helpers import body_of, deployment, pod, raw, webhooks_settled
 
 UNREACHABLE = "https://127.0.0.1:1/validate"
 
@@ -118,7 +118,11 @@ def test_match_condition_must_compile(api: client.ApiClient, ns: str) -> None:
 
 
 def test_match_conditions_skip_or_fail_the_webhook(
-    admreg: client.AdmissionregistrationV1Api, core: client.CoreV1Api, ns: str, vwc: list[str]
+    admreg: client.AdmissionregistrationV1Api,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+    ns: str,
+    vwc: list[str],
 ) -> None:
     """A false condition skips even an unreachable Fail webhook; an evaluation error (a field
     read without has()) refuses the write under failurePolicy Fail (403, ShouldCallHook)."""
@@ -129,6 +133,7 @@ def test_match_conditions_skip_or_fail_the_webhook(
         webhook_config(name, ns, [rule(["pods"])], failurePolicy="Fail",
                        matchConditions=[only_blocked])
     )  # fmt: skip
+    webhooks_settled(admreg, apps, ns)
     assert core.create_namespaced_pod(ns, pod("skipped")).metadata.name == "skipped"
     with pytest.raises(client.ApiException) as exc:
         core.create_namespaced_pod(ns, pod("blocked"))
@@ -137,6 +142,7 @@ def test_match_conditions_skip_or_fail_the_webhook(
     admreg.patch_validating_webhook_configuration(
         name, [{"op": "replace", "path": "/webhooks/0/matchConditions", "value": [errs]}]
     )
+    webhooks_settled(admreg, apps, ns)
     with pytest.raises(client.ApiException) as exc:
         core.create_namespaced_pod(ns, pod("unscheduled"))
     assert exc.value.status == 403
@@ -148,7 +154,11 @@ def test_match_conditions_skip_or_fail_the_webhook(
 
 
 def test_pod_create_goes_through_the_webhook(
-    admreg: client.AdmissionregistrationV1Api, core: client.CoreV1Api, ns: str, vwc: list[str]
+    admreg: client.AdmissionregistrationV1Api,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+    ns: str,
+    vwc: list[str],
 ) -> None:
     """A webhook that cannot be called fails the write under failurePolicy Fail (500), and is
     skipped under Ignore."""
@@ -157,6 +167,7 @@ def test_pod_create_goes_through_the_webhook(
     admreg.create_validating_webhook_configuration(
         webhook_config(name, ns, [rule(["pods"])], failurePolicy="Fail")
     )
+    webhooks_settled(admreg, apps, ns)
     with pytest.raises(client.ApiException) as exc:
         core.create_namespaced_pod(ns, pod("blocked"))
     assert exc.value.status == 500
@@ -164,6 +175,7 @@ def test_pod_create_goes_through_the_webhook(
     admreg.patch_validating_webhook_configuration(
         name, [{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]
     )
+    webhooks_settled(admreg, apps, ns)
     assert core.create_namespaced_pod(ns, pod("allowed")).metadata.name == "allowed"
 
 
@@ -177,6 +189,7 @@ def test_scale_subresource_goes_through_the_webhook(
     admreg.create_validating_webhook_configuration(
         webhook_config(name, ns, [rule(["deployments/scale"], "apps")])
     )
+    webhooks_settled(admreg, apps, ns)
     apps.patch_namespaced_deployment("scaled", ns, {"metadata": {"labels": {"free": "yes"}}})
     with pytest.raises(client.ApiException) as exc:
         apps.patch_namespaced_deployment_scale("scaled", ns, {"spec": {"replicas": 3}})

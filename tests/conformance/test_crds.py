@@ -148,15 +148,16 @@ def test_custom_resource_crud(custom: client.CustomObjectsApi, crd: Crd, ns: str
 
 
 @pytest.mark.parametrize(
-    ("spec", "field"),
+    ("spec", "fields"),
     [
-        pytest.param({"replicas": "three"}, "spec.replicas", id="type"),
-        pytest.param({"replicas": -1}, "spec.replicas", id="minimum"),
-        pytest.param({"color": "green"}, "spec.color", id="enum"),
+        # the scale subresource reads .spec.replicas and checks it again (ValidateScaleSpec)
+        pytest.param({"replicas": "three"}, ["spec.replicas", ".spec.replicas"], id="type"),
+        pytest.param({"replicas": -1}, ["spec.replicas", ".spec.replicas"], id="minimum"),
+        pytest.param({"color": "green"}, ["spec.color"], id="enum"),
     ],
 )
 def test_schema_violations_are_422(
-    custom: client.CustomObjectsApi, crd: Crd, ns: str, spec: dict[str, Any], field: str
+    custom: client.CustomObjectsApi, crd: Crd, ns: str, spec: dict[str, Any], fields: list[str]
 ) -> None:
     """The structural schema validates custom resources: type, minimum, enum give 422 Invalid."""
     with pytest.raises(client.ApiException) as exc:
@@ -165,7 +166,14 @@ def test_schema_violations_are_422(
     body = body_of(exc.value)
     assert body["reason"] == "Invalid"
     assert body["details"]["kind"] == crd.kind
-    assert [c["field"] for c in body["details"]["causes"]] == [field]
+    assert [c["field"] for c in body["details"]["causes"]] == fields
+    scale_messages = {
+        "three": "Invalid value: 0: .spec.replicas accessor error: three is of the type string, "
+        "expected int64",
+        -1: "Invalid value: -1: should be a non-negative integer",
+    }
+    if "replicas" in spec:
+        assert body["details"]["causes"][-1]["message"] == scale_messages[spec["replicas"]]
 
 
 def test_unknown_fields_are_pruned(custom: client.CustomObjectsApi, crd: Crd, ns: str) -> None:

@@ -49,8 +49,14 @@ def test_uid_precondition(core: client.CoreV1Api, ns: str) -> None:
     with pytest.raises(client.ApiException) as exc:
         core.delete_namespaced_config_map("p", ns, body=opts)
     assert exc.value.status == 409
-    assert "Precondition failed: UID in precondition" in body_of(exc.value)["message"]
-    core.read_namespaced_config_map("p", ns)
+    uid = core.read_namespaced_config_map("p", ns).metadata.uid
+    body = body_of(exc.value)
+    assert body["message"] == (
+        'Operation cannot be fulfilled on ConfigMap "p": the UID in the precondition '
+        f"(00000000-0000-0000-0000-000000000000) does not match the UID in record ({uid}). "
+        "The object might have been deleted and then recreated"
+    )
+    assert body["details"] == {"name": "p", "kind": "ConfigMap"}
 
 
 def test_resource_version_precondition(core: client.CoreV1Api, ns: str) -> None:
@@ -64,6 +70,10 @@ def test_resource_version_precondition(core: client.CoreV1Api, ns: str) -> None:
         core.delete_namespaced_config_map("r", ns, body=stale)
     assert exc.value.status == 409
     current = core.read_namespaced_config_map("r", ns).metadata.resource_version
+    assert body_of(exc.value)["message"].endswith(
+        f"the ResourceVersion in the precondition ({cm.metadata.resource_version}) does not "
+        f"match the ResourceVersion in record ({current}). The object might have been modified"
+    )
     ok = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=current))
     core.delete_namespaced_config_map("r", ns, body=ok)
     assert _gone(lambda: core.read_namespaced_config_map("r", ns))

@@ -106,7 +106,28 @@ def test_strategic_merge_merges_containers_and_env_by_name(apps: client.AppsV1Ap
     containers = {c.name: c for c in out.spec.template.spec.containers}
     assert containers["a"].image == "img:2"
     assert containers["b"].image == "other:1"
-    assert [(e.name, e.value) for e in containers["a"].env] == [("X", "1"), ("Z", "3")]
+    assert [c.name for c in out.spec.template.spec.containers] == ["a", "b"]
+    # Without $setElementOrder the patch's elements lead (normalizeElementOrder): Z before X.
+    assert [(e.name, e.value) for e in containers["a"].env] == [("Z", "3"), ("X", "1")]
+
+
+def test_strategic_merge_order_weaves_server_only_elements(apps: client.AppsV1Api, ns: str) -> None:
+    """mergeSortedSlice: a server-only element stays ahead of patched ones it preceded;
+    `$setElementOrder` (what kubectl sends) overrides the order."""
+    dep = deployment("order")
+    dep["spec"]["template"]["spec"]["containers"] = [
+        {"name": name, "image": "i:1"} for name in ("a", "b", "c")
+    ]
+    apps.create_namespaced_deployment(ns, dep)
+
+    def names(patch: dict[str, object]) -> list[str]:
+        out = apps.patch_namespaced_deployment("order", ns, {"spec": {"template": {"spec": patch}}})
+        return [c.name for c in out.spec.template.spec.containers]
+
+    patched = [{"name": "c", "image": "i:2"}, {"name": "a", "image": "i:2"}]
+    assert names({"containers": patched}) == ["b", "c", "a"]
+    assert names({"$setElementOrder/containers": [{"name": n} for n in "abc"],
+                  "containers": [{"name": "b", "image": "i:2"}]}) == ["a", "b", "c"]  # fmt: skip
 
 
 def test_strategic_merge_replaces_lists_without_merge_key(apps: client.AppsV1Api, ns: str) -> None:
@@ -131,7 +152,8 @@ def test_strategic_merge_finalizers_merge_as_a_set(
         body={"metadata": {"finalizers": ["example.com/b"]}},
         content_type=STRATEGIC,
     )
-    assert resp.json()["metadata"]["finalizers"] == ["example.com/a", "example.com/b"]
+    # the patched value leads, as for keyed lists (normalizeElementOrder)
+    assert resp.json()["metadata"]["finalizers"] == ["example.com/b", "example.com/a"]
     raw(
         api,
         "PATCH",

@@ -24,7 +24,7 @@ import yaml
 from kubernetes import client
 
 from tests import test_match_conditions as table
-from tests.conformance.helpers import body_of, deployment, pod, unique, wait_for
+from tests.conformance.helpers import body_of, deployment, pod, unique, wait_for, webhooks_settled
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE = "https://127.0.0.1:1"
@@ -53,7 +53,9 @@ def production_configurations(ns: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def installed(admreg: client.AdmissionregistrationV1Api, ns: str) -> Iterator[None]:
+def installed(
+    admreg: client.AdmissionregistrationV1Api, apps: client.AppsV1Api, ns: str
+) -> Iterator[None]:
     created: list[tuple[str, str]] = []
     try:
         for configuration in production_configurations(ns):
@@ -63,6 +65,7 @@ def installed(admreg: client.AdmissionregistrationV1Api, ns: str) -> Iterator[No
             else:
                 admreg.create_validating_webhook_configuration(configuration)
             created.append((configuration["kind"], name))
+        webhooks_settled(admreg, apps, ns)
         yield
     finally:
         for kind, name in created:
@@ -137,10 +140,14 @@ def production_hook(name: str, ns: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def refusing(admreg: client.AdmissionregistrationV1Api, hook: dict[str, Any]) -> Iterator[None]:
+def refusing(
+    admreg: client.AdmissionregistrationV1Api, apps: client.AppsV1Api, ns: str, hook: dict[str, Any]
+) -> Iterator[None]:
     name = unique("cocoon-table")
     admreg.create_validating_webhook_configuration({"metadata": {"name": name}, "webhooks": [hook]})
     try:
+        # this row's configuration in effect, and the row before's deletion too
+        webhooks_settled(admreg, apps, ns)
         yield
     finally:
         with contextlib.suppress(client.ApiException):
@@ -163,10 +170,13 @@ def cases(params: list[Any]) -> list[tuple[str, tuple[Any, ...]]]:
 
 
 def test_pod_table(
-    admreg: client.AdmissionregistrationV1Api, core: client.CoreV1Api, ns: str
+    admreg: client.AdmissionregistrationV1Api,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+    ns: str,
 ) -> None:
     got, want = {}, {}
-    with refusing(admreg, production_hook(table.PODS, ns)):
+    with refusing(admreg, apps, ns, production_hook(table.PODS, ns)):
         for case, (obj, expected) in cases(table.POD_CASES):
             body = copy.deepcopy(obj)
             del body["metadata"]["namespace"]
@@ -200,7 +210,7 @@ def test_workload_table(
             apps.replace_namespaced_deployment(name, ns, obj)
 
     got, want = {}, {}
-    with refusing(admreg, production_hook(table.WORKLOADS, ns)):
+    with refusing(admreg, apps, ns, production_hook(table.WORKLOADS, ns)):
         for index, (case, (new, old, expected)) in enumerate(cases(table.WORKLOAD_CASES)):
             name = f"w{index}"
             create(_workload(old, name))
@@ -240,6 +250,7 @@ def crd_for_cocoonsets(group: str) -> dict[str, Any]:
 
 def test_cocoonset_table(
     admreg: client.AdmissionregistrationV1Api,
+    apps: client.AppsV1Api,
     apiext: client.ApiextensionsV1Api,
     custom: client.CustomObjectsApi,
     api: client.ApiClient,
@@ -275,7 +286,7 @@ def test_cocoonset_table(
         hook = production_hook(table.COCOONSETS, ns)
         hook["rules"][0]["apiGroups"] = [group]
         got, want = {}, {}
-        with refusing(admreg, hook):
+        with refusing(admreg, apps, ns, hook):
             for index, (case, (operation, new, _old, expected)) in rows:
                 name = f"c{index}"
 

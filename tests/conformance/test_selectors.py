@@ -14,6 +14,7 @@ OBJECTS = {
     "c": {"app": "db", "tier": "3"},
     "d": {"app": "cache"},
     "e": {},
+    "f": {"app": ""},
 }
 
 
@@ -29,16 +30,18 @@ def labelled(core: client.CoreV1Api, ns: str) -> str:
     [
         pytest.param("app=web", "ab", id="equals"),
         pytest.param("app==web", "ab", id="double-equals"),
-        pytest.param("app!=web", "cde", id="not-equals-includes-unlabelled"),
+        pytest.param("app!=web", "cdef", id="not-equals-includes-unlabelled"),
         pytest.param("app in (web,db)", "abc", id="in"),
-        pytest.param("app notin (web,db)", "de", id="notin-includes-unlabelled"),
+        pytest.param("app notin (web,db)", "def", id="notin-includes-unlabelled"),
         pytest.param("canary", "b", id="exists"),
-        pytest.param("!canary", "acde", id="does-not-exist"),
+        pytest.param("!canary", "acdef", id="does-not-exist"),
         pytest.param("app=web,!canary", "a", id="and"),
         pytest.param("tier>1", "bc", id="greater-than"),
         pytest.param("tier<3", "ab", id="less-than"),
         pytest.param("app in (web), tier notin (2)", "a", id="spaces"),
-        pytest.param("", "abcde", id="empty-matches-all"),
+        pytest.param("app in ()", "f", id="in-nothing-is-the-empty-value"),
+        pytest.param("app notin ()", "abcde", id="notin-nothing"),
+        pytest.param("", "abcdef", id="empty-matches-all"),
         pytest.param("app=nothing", "", id="no-match"),
     ],
 )
@@ -52,7 +55,7 @@ def test_label_selector_filters_exactly(
 
 
 @pytest.mark.parametrize(
-    "selector", ["app=(web", "app in web", "app in ()", "tier>x", "a b", "=web", "app=web,"]
+    "selector", ["app=(web", "app in web", "app in (", "tier>x", "a b", "=web", "app=web,"]
 )
 def test_bad_label_selector_is_400(core: client.CoreV1Api, ns: str, selector: str) -> None:
     """A selector that does not parse is 400 BadRequest."""

@@ -90,6 +90,8 @@ def test_scale_put_sets_replicas_and_bumps_generation(apps: client.AppsV1Api, ns
     apps.create_namespaced_deployment(ns, deployment("sp", replicas=1))
     scale = apps.read_namespaced_deployment_scale("sp", ns)
     scale.spec.replicas = 4
+    # Unconditional: a real deployment controller writes status between the read and the PUT.
+    scale.metadata.resource_version = None
     out = apps.replace_namespaced_deployment_scale("sp", ns, scale)
     assert out.spec.replicas == 4
     dep = apps.read_namespaced_deployment("sp", ns)
@@ -142,19 +144,35 @@ def test_statefulset_scale(apps: client.AppsV1Api, ns: str) -> None:
     scale = apps.read_namespaced_stateful_set_scale("web", ns)
     assert scale.spec.replicas == 2
     scale.spec.replicas = 5
+    scale.metadata.resource_version = None  # unconditional: the controller writes status too
     apps.replace_namespaced_stateful_set_scale("web", ns, scale)
     sts = apps.read_namespaced_stateful_set("web", ns)
     assert sts.spec.replicas == 5
     assert sts.spec.pod_management_policy == "OrderedReady"
 
 
-def test_statefulset_spec_updates_are_limited(apps: client.AppsV1Api, ns: str) -> None:
-    """Only replicas, template, updateStrategy and a few more may change on a StatefulSet."""
+def test_statefulset_immutable_fields(apps: client.AppsV1Api, ns: str) -> None:
+    """serviceName and podManagementPolicy (and selector, volumeClaimTemplates) are immutable,
+    each its own `field is immutable`; other fields such as minReadySeconds may change."""
     apps.create_namespaced_stateful_set(ns, statefulset("lim"))
+    patch = {"spec": {"serviceName": "other", "podManagementPolicy": "Parallel"}}
     with pytest.raises(client.ApiException) as exc:
-        apps.patch_namespaced_stateful_set("lim", ns, {"spec": {"serviceName": "other"}})
+        apps.patch_namespaced_stateful_set("lim", ns, patch)
     assert exc.value.status == 422
-    assert "updates to statefulset spec for fields other than" in body_of(exc.value)["message"]
+    assert body_of(exc.value)["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "message": 'Invalid value: "other": field is immutable',
+            "field": "spec.serviceName",
+        },
+        {
+            "reason": "FieldValueInvalid",
+            "message": 'Invalid value: "Parallel": field is immutable',
+            "field": "spec.podManagementPolicy",
+        },
+    ]
+    out = apps.patch_namespaced_stateful_set("lim", ns, {"spec": {"minReadySeconds": 5}})
+    assert out.spec.min_ready_seconds == 5
 
 
 def test_missing_deployment_scale_is_404(apps: client.AppsV1Api, ns: str) -> None:

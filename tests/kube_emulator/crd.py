@@ -63,6 +63,63 @@ def validate_and_prune(schema: dict[str, Any], obj: dict[str, Any]) -> list[dict
     return causes
 
 
+MAX_INT32 = 2**31 - 1
+
+
+def scale_causes(obj: dict[str, Any], replica_paths: list[str]) -> list[dict[str, Any]]:
+    """customResourceValidator.ValidateScaleSpec/Status: where the scale subresource reads
+    replicas (`spec.replicas`-like paths, without the leading dot), a value that is present
+    must be an int64 in 0..MaxInt32. The field is the CRD's JSON path, leading dot kept."""
+    causes: list[dict[str, Any]] = []
+    for path in replica_paths:
+        cur: Any = obj
+        for part in path.split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                break
+            cur = cur[part]
+        else:
+            if isinstance(cur, bool) or not isinstance(cur, int):
+                value, detail = (
+                    0,
+                    (
+                        f".{path} accessor error: {_go_v(cur)} is of the type {_go_type(cur)}, "
+                        "expected int64"
+                    ),
+                )
+            elif cur < 0:
+                value, detail = cur, "should be a non-negative integer"
+            elif cur > MAX_INT32:
+                value, detail = cur, f"should be less than or equal to {MAX_INT32}"
+            else:
+                continue
+            causes.append(
+                {"reason": INVALID, "message": _body(INVALID, value, detail), "field": f".{path}"}
+            )
+    return causes
+
+
+def _go_v(value: Any) -> str:
+    """fmt's %v of a decoded JSON value: go_value but for nil and unquoted strings."""
+    if value is None:
+        return "<nil>"
+    return value if isinstance(value, str) else go_value(value)
+
+
+def _go_type(value: Any) -> str:
+    """fmt's %T of a value encoding/json decoded into interface{}."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "map[string]interface {}"
+    if isinstance(value, list):
+        return "[]interface {}"
+    return "float64"
+
+
 # --- pruning ------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ every other list is replaced; the directives `$patch` (replace/delete/merge), `$
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 
@@ -273,11 +274,12 @@ def _smp_list(field: str, orig: list[Any], patch: list[Any]) -> list[Any]:
         for x in patch:
             if x not in out:
                 out.append(x)
-        return out
+        return _element_order(out, patch, orig, lambda x: x)
     key = MERGE_KEYS.get(field)
     if key is None:
         return _copy(patch)  # type: ignore[no-any-return]
     out = [_copy(x) for x in orig]
+    deleted: set[Any] = set()
     for item in patch:
         if not isinstance(item, dict):
             raise PatchFormatError(f"list {field} merges by {key!r}: elements must be objects")
@@ -287,6 +289,7 @@ def _smp_list(field: str, orig: list[Any], patch: list[Any]) -> list[Any]:
             (i for i, x in enumerate(out) if isinstance(x, dict) and x.get(key) == item[key]), None
         )
         if item.get(_DIRECTIVE) == "delete":
+            deleted.add(_hashable(item[key]))
             if idx is not None:
                 out.pop(idx)
             continue
@@ -300,7 +303,40 @@ def _smp_list(field: str, orig: list[Any], patch: list[Any]) -> list[Any]:
                 out.pop(idx)
             else:
                 out[idx] = merged
-    return out
+
+    def ident(x: Any) -> Any:
+        return _hashable(x.get(key)) if isinstance(x, dict) else None
+
+    patch_items = [x for x in patch if not (isinstance(x, dict) and _DIRECTIVE in x)]
+    server = [x for x in orig if ident(x) not in deleted]
+    return _element_order(out, patch_items, server, ident)
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True)
+
+
+def _element_order(
+    merged: list[Any], patch: list[Any], server: list[Any], ident: Callable[[Any], Any]
+) -> list[Any]:
+    """strategicpatch.normalizeElementOrder without `$setElementOrder`: the elements the patch
+    names, in the patch's order, with the server-only ones woven back in where the live list
+    had them relative to those (mergeSortedSlice); so a new element comes first, not last."""
+    patch_ids = [ident(x) for x in patch]
+    server_ids = [ident(x) for x in server]
+    named = sorted(
+        (x for x in merged if ident(x) in patch_ids), key=lambda x: patch_ids.index(ident(x))
+    )
+    server_only = [x for x in merged if ident(x) not in patch_ids]
+
+    def position(x: Any) -> int:
+        return server_ids.index(ident(x)) if ident(x) in server_ids else -1
+
+    out: list[Any] = []
+    while server_only and named:
+        left, right = position(server_only[0]), position(named[0])
+        out.append(server_only.pop(0) if 0 <= left < right else named.pop(0))
+    return out + server_only + named
 
 
 def _apply_order(field: str, items: list[Any], order: list[Any]) -> list[Any]:

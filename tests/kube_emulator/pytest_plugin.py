@@ -7,8 +7,8 @@
   `.compact()`.
 - `emulator` (function): the same handle after a reset (namespaces `default` and
   `cocoon-system` only) and with an empty request log.
-- `--real-cluster`: the conformance suite runs against `KUBECONFIG` instead (see
-  tests/conformance/conftest.py).
+- `--real-cluster`: the conformance suite's `real` backend is the cluster in `KUBECONFIG`
+  instead of the control plane of tests/control_plane (see tests/conformance/conftest.py).
 
 Other suites that need their own instance (TLS, `--service-address`) use
 `tests.kube_emulator.launcher.EmulatorProcess.start(...)` directly.
@@ -28,7 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--real-cluster",
         action="store_true",
         default=False,
-        help="run tests/conformance against the cluster in KUBECONFIG instead of the emulator",
+        help="the conformance `real` backend: the cluster in KUBECONFIG, not tests/control_plane",
     )
 
 

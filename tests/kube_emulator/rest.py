@@ -633,6 +633,9 @@ class Api:
             causes += check(obj, old)
         if rt.custom and rt.schema is not None:
             causes += errors.causes_from_dicts(self._schema_check(rt, obj))
+        if rt.custom and rt.scale:
+            paths = [rt.scale_spec_path, rt.scale_status_path]
+            causes += errors.causes_from_dicts(crd_schema.scale_causes(obj, paths))
         if causes:
             raise errors.invalid(
                 rt.group, rt.kind, meta.get("name") or meta.get("generateName", ""), causes
@@ -1071,24 +1074,26 @@ class Api:
         for _attempt in range(WRITE_ATTEMPTS):
             cur = self._current(t)
             cur_meta = cur["metadata"]
+            # rest.BeforeDelete names the kind, not the resource, in these two conflicts
             if pre.get("uid") and pre["uid"] != cur_meta.get("uid"):
                 raise errors.conflict(
                     rt.group,
-                    rt.plural,
+                    rt.kind,
                     t.name,
-                    f"Precondition failed: UID in precondition: {pre['uid']}, "
-                    f"UID in object meta: {cur_meta.get('uid')}",
+                    f"the UID in the precondition ({pre['uid']}) does not match the UID in "
+                    f"record ({cur_meta.get('uid')}). The object might have been deleted and "
+                    "then recreated",
                 )
             if pre.get("resourceVersion") and pre["resourceVersion"] != cur_meta.get(
                 "resourceVersion"
             ):
                 raise errors.conflict(
                     rt.group,
-                    rt.plural,
+                    rt.kind,
                     t.name,
-                    "Precondition failed: ResourceVersion in precondition: "
-                    f"{pre['resourceVersion']}, "
-                    f"ResourceVersion in object meta: {cur_meta.get('resourceVersion')}",
+                    f"the ResourceVersion in the precondition ({pre['resourceVersion']}) does "
+                    f"not match the ResourceVersion in record ({cur_meta.get('resourceVersion')})"
+                    ". The object might have been modified",
                 )
             self._admit("DELETE", rt, "", t.namespace, t.name, None, cur, dry)
             try:

@@ -143,6 +143,16 @@ def _namespace(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
+def sandbox_nodes() -> list[dict[str, Any]]:
+    """Two cocoon nodes in pool `default`, one in `gpu`, one ordinary worker."""
+    return [
+        node("cocoon-a", "default", tainted=True),
+        node("cocoon-b", "default", tainted=True),
+        node("gpu-1", "gpu", tainted=True),
+        node("worker-1", None, tainted=False),
+    ]
+
+
 SEEDS = ("none", "namespaces", "sandbox")
 
 
@@ -156,10 +166,5 @@ def apply_seed(api: Api, name: str) -> None:
     if name == "namespaces":
         return
     api.create_object("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", COCOONSET_CRD)
-    for n in (
-        node("cocoon-a", "default", tainted=True),
-        node("cocoon-b", "default", tainted=True),
-        node("gpu-1", "gpu", tainted=True),
-        node("worker-1", None, tainted=False),
-    ):
+    for n in sandbox_nodes():
         api.create_object("/api/v1/nodes", n)

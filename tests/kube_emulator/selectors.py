@@ -175,10 +175,7 @@ def parse_label_selector(text: str) -> LabelSelector:
                             if i < len(toks) and toks[i] == ")":
                                 values.append("")
                     if not values:
-                        raise SelectorError(
-                            "unable to parse requirement: values: Invalid value: []: "
-                            "for 'in', 'notin' operators, values set can't be empty"
-                        )
+                        values.append("")  # parseValues: "()" is the set of the empty string
                     for v in values:
                         _check_value(v)
                     reqs.append(Requirement(key, op, tuple(values)))

@@ -53,7 +53,7 @@ def duplicate(path: str, value: Any) -> Cause:
 
 
 def too_long(path: str, limit: int, unit: str = "bytes") -> Cause:
-    return Cause("FieldValueTooLong", path, f"Too long: must have at most {limit} {unit}")
+    return Cause("FieldValueTooLong", path, f"Too long: may not be more than {limit} {unit}")
 
 
 def too_many(path: str, count: int, limit: int) -> Cause:
@@ -312,16 +312,16 @@ def validate_configmap(obj: Obj, old: Obj | None) -> list[Cause]:
         if not isinstance(value, str):
             out.append(type_invalid(f"data[{key}]", value, "must be a string"))
             continue
-        total += len(key) + len(value.encode())
+        total += len(value.encode())
     for key, value in binary.items():
         for e in config_key_errors(key):
             out.append(invalid(f"binaryData[{key}]", key, e))
         if key in data:
             out.append(invalid(f"binaryData[{key}]", key, "duplicate of key present in data"))
-        # binaryData travels base64-encoded; the limit counts decoded bytes
-        total += len(key) + (len(str(value)) * 3) // 4
+        # binaryData travels base64-encoded; the limit counts decoded bytes (values only)
+        total += (len(str(value)) * 3) // 4
     if total > MAX_CONFIGMAP_BYTES:
-        out.append(too_long("", MAX_CONFIGMAP_BYTES))
+        out.append(too_long("[]", MAX_CONFIGMAP_BYTES))  # field.NewPath("") prints as []
     if old is not None and (old.get("immutable") or False):
         if obj.get("data") != old.get("data") or obj.get("binaryData") != old.get("binaryData"):
             out.append(forbidden("data", "field is immutable when `immutable` is set"))
@@ -639,14 +639,9 @@ def validate_deployment(obj: Obj, old: Obj | None) -> list[Cause]:
     return out
 
 
-STS_MUTABLE = (
-    "replicas",
-    "ordinals",
-    "template",
-    "updateStrategy",
-    "persistentVolumeClaimRetentionPolicy",
-    "minReadySeconds",
-)
+# ValidateStatefulSetUpdate (v1.37): these spec fields are immutable one by one; everything
+# else may change (older releases forbade all but a list of fields in one message).
+STS_IMMUTABLE = ("volumeClaimTemplates", "serviceName", "podManagementPolicy")
 
 
 def validate_statefulset(obj: Obj, old: Obj | None) -> list[Cause]:
@@ -656,17 +651,10 @@ def validate_statefulset(obj: Obj, old: Obj | None) -> list[Cause]:
     if policy not in (None, "OrderedReady", "Parallel"):
         out.append(not_supported("spec.podManagementPolicy", policy, ["OrderedReady", "Parallel"]))
     if old is not None:
-        rest_new = {k: v for k, v in spec.items() if k not in STS_MUTABLE}
-        rest_old = {k: v for k, v in (old.get("spec") or {}).items() if k not in STS_MUTABLE}
-        if rest_new != rest_old:
-            out.append(
-                forbidden(
-                    "spec",
-                    "updates to statefulset spec for fields other than 'replicas', 'ordinals', "
-                    "'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and "
-                    "'minReadySeconds' are forbidden",
-                )
-            )
+        old_spec = old.get("spec") or {}
+        for field in STS_IMMUTABLE:
+            if spec.get(field) != old_spec.get(field):
+                out.append(invalid(f"spec.{field}", spec.get(field), "field is immutable"))
     return out
 
 

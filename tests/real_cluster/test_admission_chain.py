@@ -1,0 +1,397 @@
+"""End to end through a real kube-apiserver's admission chain (issue 9, point 4).
+
+The production webhook configurations call three standalone servers over verified TLS, and the
+real kube-controller-manager makes the pods: a Deployment's ReplicaSet creates `generateName`
+pods, a force-deleted pod is replaced, scaling goes through the controllers. The servers run with
+the `cocoon-webhook` ServiceAccount's token, so each scenario also proves RBAC allows what it does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from tests.functions_app import function_client
+from tests.real_cluster.conftest import Cluster
+from tests.real_cluster.harness import (
+    ACCOUNT,
+    INFLIGHT_WINDOW_S,
+    POOL_NODES,
+    Apis,
+    Webhooks,
+    affinity_entries,
+    affinity_version,
+    cocoon_deployment,
+    cocoon_pod,
+    counts_delta,
+    ensure_namespace,
+    force_delete_all_pods,
+    plain_deployment,
+    pods_of,
+    request_counts,
+    run_kubectl,
+    vm_name,
+    wait_for,
+)
+from tests.sandbox import invalid_cocoonset, sandbox
+
+SCALE_DOWN = (
+    'admission webhook "workloads.validate.cocoonstack.io" denied the request: '
+    "cocoon-webhook: scale-down blocked for cocoon {kind} {ns}/{name} ({old} -> {new}). "
+    "Use a CocoonHibernation CR to suspend individual agents."
+)
+REAP_GRACE_S = 2.0
+REAP_WINDOW_S = 1.0
+
+
+def admitted_pods(apis: Apis, namespace: str, count: int) -> list[Any]:
+    """The namespace's pods once there are `count` of them, each with a VM name and a node."""
+
+    def ready() -> list[Any] | None:
+        pods = pods_of(apis, namespace)
+        done = len(pods) == count and all(vm_name(p) and p.spec.node_name for p in pods)
+        return pods if done else None
+
+    return wait_for(f"{count} admitted pods in {namespace}", ready)
+
+
+def denial(call: Any) -> tuple[int, str]:
+    with pytest.raises(ApiException) as denied:
+        call()
+    return denied.value.status, json.loads(denied.value.body)["message"]
+
+
+def test_deployment_pods_get_their_own_names_vm_names_and_pool_nodes(
+    cluster: Cluster, webhooks: Webhooks
+) -> None:
+    admin = cluster.admin
+    ns = ensure_namespace(admin, "e2e-replicas")
+    admin.apps.create_namespaced_deployment(ns, cocoon_deployment(ns, replicas=5))
+
+    pods = admitted_pods(admin, ns, 5)
+    names = {p.metadata.name for p in pods}
+    assert len(names) == 5
+    owners = {p.metadata.owner_references[0].name for p in pods}
+    assert len(owners) == 1  # one ReplicaSet's generateName pods, each kept the name mutate set
+    assert all(name.startswith(f"{owners.pop()}-") for name in names)
+    assert sorted(vm_name(p) for p in pods) == [f"vk-{ns}-demo-{slot}" for slot in range(5)]
+    assert {p.spec.node_name for p in pods} <= set(POOL_NODES)
+
+    entries = affinity_entries(admin, ns)
+    assert len(entries) == 5
+    by_pod = {entry["pod"]: entry for entry in entries.values()}
+    for pod in pods:
+        entry = by_pod[pod.metadata.name]
+        assert (entry["vmName"], entry["node"]) == (vm_name(pod), pod.spec.node_name)
+
+
+def test_a_force_deleted_pod_is_replaced_on_its_slot_and_node(
+    cluster: Cluster, webhooks: Webhooks
+) -> None:
+    admin = cluster.admin
+    ns = ensure_namespace(admin, "e2e-replace")
+    admin.apps.create_namespaced_deployment(ns, cocoon_deployment(ns, replicas=3))
+    pods = admitted_pods(admin, ns, 3)
+    victim = next(p for p in pods if vm_name(p) == f"vk-{ns}-demo-1")
+
+    # Until its claim leaves the in-flight window, slot 1 counts as held by a pod in flight.
+    claimed = datetime.fromisoformat(affinity_entries(admin, ns)[f"{ns}.demo.1"]["updatedAt"])
+    wait_for(
+        "slot 1's claim to leave the in-flight window",
+        lambda: (datetime.now(UTC) - claimed).total_seconds() > INFLIGHT_WINDOW_S,
+        timeout=INFLIGHT_WINDOW_S + 30,
+    )
+    admin.core.delete_namespaced_pod(victim.metadata.name, ns, grace_period_seconds=0)
+
+    def replacement() -> Any:
+        fresh = [p for p in pods_of(admin, ns) if p.metadata.name != victim.metadata.name]
+        new = [p for p in fresh if p.metadata.name not in {q.metadata.name for q in pods}]
+        return new[0] if len(fresh) == 3 and new and vm_name(new[0]) else None
+
+    new_pod = wait_for("the controller's replacement pod", replacement)
+    assert vm_name(new_pod) == f"vk-{ns}-demo-1"
+    assert new_pod.spec.node_name == victim.spec.node_name
+    entries = affinity_entries(admin, ns)
+    assert len(entries) == 3
+    assert entries[f"{ns}.demo.1"]["pod"] == new_pod.metadata.name
+
+
+def test_scale_down_is_denied_scale_up_allowed_plain_workloads_free(
+    cluster: Cluster, webhooks: Webhooks
+) -> None:
+    admin = cluster.admin
+    ns = ensure_namespace(admin, "e2e-scale")
+    admin.apps.create_namespaced_deployment(ns, cocoon_deployment(ns, replicas=2))
+    admin.apps.create_namespaced_deployment(ns, plain_deployment(ns, "plain", replicas=3))
+    admitted_pods(admin, ns, 5)
+
+    down = {"spec": {"replicas": 1}}
+    status, message = denial(lambda: admin.apps.patch_namespaced_deployment("demo", ns, down))
+    expected = SCALE_DOWN.format(kind="Deployment", ns=ns, name="demo", old=2, new=1)
+    assert (status, message) == (403, expected)
+    status, message = denial(lambda: admin.apps.patch_namespaced_deployment_scale("demo", ns, down))
+    expected = SCALE_DOWN.format(kind="Scale", ns=ns, name="demo", old=2, new=1)
+    assert (status, message) == (403, expected)
+    assert admin.apps.read_namespaced_deployment("demo", ns).spec.replicas == 2
+
+    admin.apps.patch_namespaced_deployment_scale("demo", ns, {"spec": {"replicas": 3}})
+    pods = admitted_pods(admin, ns, 6)
+    cocoon = sorted(vm_name(p) for p in pods if p.metadata.labels["app"] == "demo")
+    assert cocoon == [f"vk-{ns}-demo-{slot}" for slot in range(3)]
+
+    admin.apps.patch_namespaced_deployment("plain", ns, down)
+    admin.apps.patch_namespaced_deployment_scale("plain", ns, {"spec": {"replicas": 0}})
+    assert admin.apps.read_namespaced_deployment("plain", ns).spec.replicas == 0
+
+
+def test_cocoonsets_are_validated(cluster: Cluster, webhooks: Webhooks) -> None:
+    admin = cluster.admin
+    ns = ensure_namespace(admin, "e2e-cocoonset")
+    bad = invalid_cocoonset()
+    bad["metadata"]["namespace"] = ns
+    status, message = denial(
+        lambda: admin.custom.create_namespaced_custom_object(
+            "cocoonset.cocoonstack.io", "v1", ns, "cocoonsets", bad
+        )
+    )
+    assert status == 403
+    assert message == (
+        'admission webhook "cocoonsets.validate.cocoonstack.io" denied the request: '
+        "cocoon-webhook: invalid CocoonSet spec: spec.agent.image is required"
+    )
+    good = {**bad, "spec": {"agent": {"image": "ghcr.io/cocoonstack/agent:1", "replicas": 2}}}
+    admin.custom.create_namespaced_custom_object(
+        "cocoonset.cocoonstack.io", "v1", ns, "cocoonsets", good
+    )
+    stored = admin.custom.get_namespaced_custom_object(
+        "cocoonset.cocoonstack.io", "v1", ns, "cocoonsets", "agents"
+    )
+    assert stored["spec"] == good["spec"]
+
+
+def test_server_dry_run_carries_the_patch_and_writes_nothing(
+    cluster: Cluster, webhooks: Webhooks
+) -> None:
+    admin = cluster.admin
+    ns = ensure_namespace(admin, "e2e-dry-run")
+    pod = cocoon_pod(ns, "")
+    del pod["metadata"]["name"]
+    pod["metadata"]["generateName"] = "agent-"
+    before = affinity_version(admin)
+
+    done = run_kubectl(
+        cluster.kubeconfig, "create", "--dry-run=server", "-o", "json", "-f", "-",
+        stdin=json.dumps(pod),
+    )  # fmt: skip
+    answer = json.loads(done.stdout)
+    assert re.fullmatch(r"agent-[bcdfghjklmnpqrstvwxz2456789]{5}", answer["metadata"]["name"])
+    assert answer["metadata"]["annotations"]["vm.cocoonstack.io/name"] == (
+        f"vk-{ns}-{answer['metadata']['name']}"
+    )
+    assert answer["spec"]["nodeName"] in POOL_NODES
+
+    assert affinity_version(admin) == before
+    assert pods_of(admin, ns) == []
+
+
+def test_reaper_releases_the_entries_of_deleted_pods(cluster: Cluster, webhooks: Webhooks) -> None:
+    admin = cluster.admin
+    ns = ensure_namespace(admin, "e2e-reap")
+    admin.apps.create_namespaced_deployment(ns, cocoon_deployment(ns, replicas=3))
+    admitted_pods(admin, ns, 3)
+    assert len(affinity_entries(admin, ns)) == 3
+    kept = {k: v for k, v in affinity_entries(admin).items() if v["namespace"] != ns}
+
+    admin.apps.delete_namespaced_deployment("demo", ns, propagation_policy="Background")
+
+    def pods_gone() -> bool:
+        force_delete_all_pods(admin, ns)
+        return not pods_of(admin, ns)
+
+    wait_for(f"every pod of {ns} to be gone", pods_gone)
+
+    summaries: list[dict[str, Any]] = []
+    with function_client(
+        "reap",
+        KUBECONFIG=str(cluster.account_kubeconfig(ACCOUNT)),
+        REAPER_GRACE=f"{REAP_GRACE_S:g}s",
+        AFFINITY_INFLIGHT_WINDOW=f"{REAP_WINDOW_S:g}s",
+    ) as reap:
+
+        def swept_clean() -> bool:
+            reply = reap.post("/", content=b"{}", headers={
+                "ce-specversion": "1.0", "ce-id": f"e2e-{time.monotonic_ns()}",
+                "ce-source": "e2e", "ce-type": "io.cocoonstack.webhook.reap",
+                "content-type": "application/json",
+            })  # fmt: skip
+            assert reply.status_code == 200, reply.text
+            summaries.append(reply.json())
+            return not affinity_entries(admin, ns)
+
+        wait_for(f"the entries of {ns} to be released", swept_clean, timeout=60)
+
+    assert all(summary["errors"] == 0 for summary in summaries)
+    assert sum(summary["marked"] for summary in summaries) >= 3
+    assert sum(summary["released"] for summary in summaries) >= 3
+    # Entries of pods that still exist are untouched by the release.
+    remaining = affinity_entries(admin)
+    assert {k: remaining.get(k, {}).get("pod") for k in kept} == {
+        k: v["pod"] for k, v in kept.items()
+    }
+
+
+@pytest.mark.slow
+def test_sixty_replicas_over_three_webhook_processes(cluster: Cluster, webhooks: Webhooks) -> None:
+    admin = cluster.admin
+    ns = ensure_namespace(admin, "e2e-race")
+    admin.apps.create_namespaced_deployment(ns, cocoon_deployment(ns, "race", replicas=0))
+    before = webhooks.metric("cocoon_webhook_admission_total", handler="mutate")
+    admin.apps.patch_namespaced_deployment("race", ns, {"spec": {"replicas": 60}})
+
+    pods = admitted_pods(admin, ns, 60)
+    assert len({p.metadata.name for p in pods}) == 60
+    assert sorted(vm_name(p) for p in pods) == sorted(f"vk-{ns}-race-{s}" for s in range(60))
+    entries = affinity_entries(admin, ns)
+    assert len(entries) == 60
+    by_pod = {entry["pod"]: entry for entry in entries.values()}
+    assert {p.metadata.name: (vm_name(p), p.spec.node_name) for p in pods} == {
+        name: (by_pod[name]["vmName"], by_pod[name]["node"]) for name in by_pod
+    }
+
+    after = webhooks.metric("cocoon_webhook_admission_total", handler="mutate")
+    per_server = [a - b for a, b in zip(after, before, strict=True)]
+    conflicts = webhooks.metric("cocoon_webhook_affinity_conflicts_total")
+    print(f"\n60 pods: mutate admissions per process {per_server}, "
+          f"409 conflicts per process (whole module) {conflicts}")  # fmt: skip
+    assert all(count > 0 for count in per_server), "every replica behind the front took part"
+
+
+def test_webhook_down_locks_out_no_system_namespace(cluster: Cluster, webhooks: Webhooks) -> None:
+    admin = cluster.admin
+    ns = ensure_namespace(admin, "e2e-down")
+    namespaces = (ns, "kube-system", "cocoon-system")
+    for namespace in namespaces:
+        # Paused: no ReplicaSet, no pods; only the workload update matters here.
+        deployment = cocoon_deployment(namespace, "down", replicas=2)
+        deployment["spec"]["paused"] = True
+        admin.apps.create_namespaced_deployment(namespace, deployment)
+
+    webhooks.stop_servers()
+    try:
+        for namespace in namespaces:
+            pod = admin.core.create_namespaced_pod(namespace, cocoon_pod(namespace, "while-down"))
+            # mutate fails open (Ignore) where it applies, and never applies to system namespaces
+            assert vm_name(pod) is None
+            assert not pod.spec.node_name
+        scale_down = {"spec": {"replicas": 1}}
+        for namespace in ("kube-system", "cocoon-system"):
+            admin.apps.patch_namespaced_deployment("down", namespace, scale_down)
+        # validate fails closed (Fail) where it applies
+        status, message = denial(
+            lambda: admin.apps.patch_namespaced_deployment("down", ns, scale_down)
+        )
+        assert status == 500
+        assert message.startswith(
+            'Internal error occurred: failed calling webhook "workloads.validate.cocoonstack.io"'
+        )
+    finally:
+        for namespace in namespaces:
+            with contextlib.suppress(ApiException):
+                admin.core.delete_namespaced_pod("while-down", namespace, grace_period_seconds=0)
+            with contextlib.suppress(ApiException):
+                admin.apps.delete_namespaced_deployment("down", namespace)
+        webhooks.start_servers(3)
+    wait_for("the webhooks to answer again", lambda: vm_name(
+        admin.core.create_namespaced_pod(ns, cocoon_pod(ns, "back"), dry_run="All")))  # fmt: skip
+
+
+# --- API requests per mutate admission, real and emulated ------------------------------------
+
+RS_NAME = "budget-5d8c7b9f6"
+BUDGET_RESOURCES = ("configmaps", "pods", "nodes")
+
+
+def budget_pods(namespace: str, owner_uid: str) -> list[dict[str, Any]]:
+    """Three bare pods and three pods of a ReplicaSet, created one by one."""
+    bare = [cocoon_pod(namespace, f"solo-{index}") for index in range(3)]
+    owned = []
+    for _ in range(3):
+        pod = cocoon_pod(namespace, "")
+        pod["metadata"] = {"generateName": f"{RS_NAME}-", "namespace": namespace,
+                           "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                "name": RS_NAME, "uid": owner_uid}]}  # fmt: skip
+        owned.append(pod)
+    return bare + owned
+
+
+def emulated_verb(entry: dict[str, Any]) -> tuple[str, str] | None:
+    """(verb, resource) of an emulator request-log entry, as apiserver_request_total names it."""
+    parts = entry["path"].strip("/").split("/")
+    if "namespaces" in parts and parts.index("namespaces") + 2 < len(parts):
+        rest = parts[parts.index("namespaces") + 2 :]
+    else:
+        rest = parts[2:] if parts[0] == "api" else parts[3:]
+    resource, named = rest[0], len(rest) > 1
+    verb = entry["method"] if named or entry["method"] != "GET" else "LIST"
+    return (verb, resource) if resource in BUDGET_RESOURCES else None
+
+
+def webhook_requests(counts: dict[tuple[str, ...], float]) -> dict[tuple[str, str], int]:
+    """What the webhook asked for: everything on the budget's resources but our own pod POSTs."""
+    result: dict[tuple[str, str], int] = {}
+    for (verb, resource, subresource, _code, _dry_run), value in counts.items():
+        key = (verb, resource)
+        if resource in BUDGET_RESOURCES and not subresource and key != ("POST", "pods"):
+            result[key] = result.get(key, 0) + int(value)
+    return result
+
+
+def test_api_requests_per_mutate_admission_match_the_emulator(
+    cluster: Cluster, webhooks: Webhooks, tmp_path: Path
+) -> None:
+    admin = cluster.admin
+    ns = ensure_namespace(admin, "e2e-budget")
+    owner = cocoon_deployment(ns, "budget", replicas=0)["spec"]
+    owner["selector"] = {"matchLabels": {"app": "nobody"}}
+    owner["template"]["metadata"]["labels"] = {"app": "nobody"}
+    replicaset = admin.apps.create_namespaced_replica_set(
+        ns, {"metadata": {"name": RS_NAME}, "spec": owner}
+    )
+    # Warm-up: the ConfigMap exists on both sides before counting.
+    admin.core.create_namespaced_pod(ns, cocoon_pod(ns, "warm-up"))
+    before = request_counts(cluster.plane.metrics_text())
+    for pod in budget_pods(ns, replicaset.metadata.uid):
+        assert vm_name(admin.core.create_namespaced_pod(ns, pod))
+    real = webhook_requests(counts_delta(before, request_counts(cluster.plane.metrics_text())))
+
+    with sandbox(tmp_path, preferred=(0, 0)) as box:
+        core = kubernetes.client.CoreV1Api(box.emulator.api_client())
+        core.create_namespace({"metadata": {"name": ns}})
+        core.create_namespaced_pod(ns, cocoon_pod(ns, "warm-up"))
+        box.emulator.clear_requests()
+        for pod in budget_pods(ns, "0b7c5a8e-0000-4000-8000-000000000001"):
+            assert vm_name(core.create_namespaced_pod(ns, pod))
+        emulated: dict[tuple[str, str], int] = {}
+        for entry in box.emulator.requests():
+            key = emulated_verb(entry)
+            if key and key != ("POST", "pods"):
+                emulated[key] = emulated.get(key, 0) + 1
+
+    admissions = 6
+    print(f"\nAPI requests for {admissions} mutate admissions (3 bare, 3 ReplicaSet pods):")
+    for key in sorted(set(real) | set(emulated)):
+        print(
+            f"  {key[0]:5} {key[1]:11} real {real.get(key, 0):3}  emulator {emulated.get(key, 0):3}"
+        )
+    print(f"  per admission: real {sum(real.values()) / admissions:.2f}, "
+          f"emulator {sum(emulated.values()) / admissions:.2f}")  # fmt: skip
+    assert real == emulated

@@ -20,13 +20,14 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 import yaml
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conformance.helpers import wait_for
 from tests.kube_emulator.seed import COCOONSET_CRD, node
 from tests.real_cluster.proxy import RoundRobinProxy
 from tests.sandbox import (
@@ -39,8 +40,6 @@ from tests.sandbox import (
     webhook_configurations,
 )
 from tests.test_manifests import KNATIVE, kustomize
-
-T = TypeVar("T")
 
 AFFINITY_NAMESPACE = "cocoon-system"
 AFFINITY_CONFIGMAP = "cocoon-affinity-default"
@@ -57,18 +56,6 @@ PROBE_NAMESPACE = "e2e-probe"
 # longer than the webhook timeout, so a claim outlives any admission still storing its pod.
 INFLIGHT_WINDOW_S = 6.0
 WAIT_S = 120.0
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = WAIT_S) -> T:
-    """`check()`'s first truthy result, polled; AssertionError naming `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def run_kubectl(
@@ -131,7 +118,7 @@ def ensure_namespace(apis: Apis, name: str) -> str:
         accounts = apis.core.list_namespaced_service_account(name).items
         return any(account.metadata.name == "default" for account in accounts)
 
-    wait_for(f"ServiceAccount {name}/default", has_account)
+    wait_for(has_account, f"ServiceAccount {name}/default")
     return name
 
 
@@ -156,7 +143,7 @@ def install_cocoonset_crd(apis: Apis) -> None:
         conditions = apis.extensions.read_custom_resource_definition(name).status.conditions
         return any(c.type == "Established" and c.status == "True" for c in conditions or [])
 
-    wait_for(f"CRD {name} Established", established)
+    wait_for(established, f"CRD {name} Established")
 
 
 def install_objects(kind_filter: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -285,6 +272,21 @@ def force_delete_all_pods(apis: Apis, namespace: str) -> None:
             apis.core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
 
 
+def reap_tick(reap: Any) -> dict[str, Any]:
+    """One sweep through the reap function, as the CronJob's CloudEvent asks for it."""
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": f"e2e-{time.monotonic_ns()}",
+        "ce-source": "tests/real_cluster",
+        "ce-type": "io.cocoonstack.webhook.reap",
+        "content-type": "application/json",
+    }
+    reply = reap.post("/", content=b"{}", headers=headers)
+    assert reply.status_code == 200, reply.text
+    summary: dict[str, Any] = reply.json()
+    return summary
+
+
 # --- the webhook servers --------------------------------------------------------------------
 
 
@@ -315,6 +317,7 @@ class Webhooks:
             server.stop()
         self.servers.clear()
         self.metrics_ports.clear()
+        self.proxy.backends = []
 
     def metric(self, name: str, **labels: str) -> list[float]:
         """The sum of `name`'s samples matching `labels`, per server."""
@@ -391,12 +394,12 @@ def running_webhooks(
         try:
             hooks.start_servers(replicas)
             register(admin.client, webhook_configurations(proxy.port, pki.ca_file.read_bytes()))
-            wait_for("the mutating webhook to be called", lambda: _mutate_active(admin))
-            wait_for("the validating webhook to be called", lambda: _validate_active(admin))
+            wait_for(lambda: _mutate_active(admin), "the mutating webhook to be called")
+            wait_for(lambda: _validate_active(admin), "the validating webhook to be called")
             yield hooks
         finally:
             unregister(admin)
             if hooks.servers:
-                wait_for("the mutating webhook to be gone", lambda: not _mutate_active(admin))
-                wait_for("the validating webhook to be gone", lambda: not _validate_active(admin))
+                wait_for(lambda: not _mutate_active(admin), "the mutating webhook to be gone")
+                wait_for(lambda: not _validate_active(admin), "the validating webhook to be gone")
             hooks.stop_servers()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from tests.real_cluster.harness import (
     ACCOUNT,
     INFLIGHT_WINDOW_S,
     POOL_NODES,
+    WAIT_S,
     Apis,
     Webhooks,
     affinity_entries,
@@ -37,6 +37,7 @@ from tests.real_cluster.harness import (
     force_delete_all_pods,
     plain_deployment,
     pods_of,
+    reap_tick,
     request_counts,
     run_kubectl,
     vm_name,
@@ -61,7 +62,20 @@ def admitted_pods(apis: Apis, namespace: str, count: int) -> list[Any]:
         done = len(pods) == count and all(vm_name(p) and p.spec.node_name for p in pods)
         return pods if done else None
 
-    return wait_for(f"{count} admitted pods in {namespace}", ready)
+    return wait_for(ready, f"{count} admitted pods in {namespace}", timeout=WAIT_S)
+
+
+def deployed(apis: Apis, namespace: str, replicas: int, name: str = "demo") -> list[Any]:
+    """A cocoon Deployment's pods, as its ReplicaSet created them and mutate admitted them."""
+    apis.apps.create_namespaced_deployment(namespace, cocoon_deployment(namespace, name, replicas))
+    return admitted_pods(apis, namespace, replicas)
+
+
+def assert_one_entry_per_pod(apis: Apis, namespace: str, pods: list[Any]) -> None:
+    entries = affinity_entries(apis, namespace)
+    assert len(entries) == len(pods)
+    reserved = {entry["pod"]: (entry["vmName"], entry["node"]) for entry in entries.values()}
+    assert reserved == {p.metadata.name: (vm_name(p), p.spec.node_name) for p in pods}
 
 
 def denial(call: Any) -> tuple[int, str]:
@@ -75,9 +89,7 @@ def test_deployment_pods_get_their_own_names_vm_names_and_pool_nodes(
 ) -> None:
     admin = cluster.admin
     ns = ensure_namespace(admin, "e2e-replicas")
-    admin.apps.create_namespaced_deployment(ns, cocoon_deployment(ns, replicas=5))
-
-    pods = admitted_pods(admin, ns, 5)
+    pods = deployed(admin, ns, 5)
     names = {p.metadata.name for p in pods}
     assert len(names) == 5
     owners = {p.metadata.owner_references[0].name for p in pods}
@@ -85,13 +97,7 @@ def test_deployment_pods_get_their_own_names_vm_names_and_pool_nodes(
     assert all(name.startswith(f"{owners.pop()}-") for name in names)
     assert sorted(vm_name(p) for p in pods) == [f"vk-{ns}-demo-{slot}" for slot in range(5)]
     assert {p.spec.node_name for p in pods} <= set(POOL_NODES)
-
-    entries = affinity_entries(admin, ns)
-    assert len(entries) == 5
-    by_pod = {entry["pod"]: entry for entry in entries.values()}
-    for pod in pods:
-        entry = by_pod[pod.metadata.name]
-        assert (entry["vmName"], entry["node"]) == (vm_name(pod), pod.spec.node_name)
+    assert_one_entry_per_pod(admin, ns, pods)
 
 
 def test_a_force_deleted_pod_is_replaced_on_its_slot_and_node(
@@ -99,15 +105,14 @@ def test_a_force_deleted_pod_is_replaced_on_its_slot_and_node(
 ) -> None:
     admin = cluster.admin
     ns = ensure_namespace(admin, "e2e-replace")
-    admin.apps.create_namespaced_deployment(ns, cocoon_deployment(ns, replicas=3))
-    pods = admitted_pods(admin, ns, 3)
+    pods = deployed(admin, ns, 3)
     victim = next(p for p in pods if vm_name(p) == f"vk-{ns}-demo-1")
 
     # Until its claim leaves the in-flight window, slot 1 counts as held by a pod in flight.
     claimed = datetime.fromisoformat(affinity_entries(admin, ns)[f"{ns}.demo.1"]["updatedAt"])
     wait_for(
-        "slot 1's claim to leave the in-flight window",
         lambda: (datetime.now(UTC) - claimed).total_seconds() > INFLIGHT_WINDOW_S,
+        "slot 1's claim to leave the in-flight window",
         timeout=INFLIGHT_WINDOW_S + 30,
     )
     admin.core.delete_namespaced_pod(victim.metadata.name, ns, grace_period_seconds=0)
@@ -117,12 +122,11 @@ def test_a_force_deleted_pod_is_replaced_on_its_slot_and_node(
         new = [p for p in fresh if p.metadata.name not in {q.metadata.name for q in pods}]
         return new[0] if len(fresh) == 3 and new and vm_name(new[0]) else None
 
-    new_pod = wait_for("the controller's replacement pod", replacement)
+    new_pod = wait_for(replacement, "the controller's replacement pod")
     assert vm_name(new_pod) == f"vk-{ns}-demo-1"
     assert new_pod.spec.node_name == victim.spec.node_name
-    entries = affinity_entries(admin, ns)
-    assert len(entries) == 3
-    assert entries[f"{ns}.demo.1"]["pod"] == new_pod.metadata.name
+    assert_one_entry_per_pod(admin, ns, pods_of(admin, ns))
+    assert affinity_entries(admin, ns)[f"{ns}.demo.1"]["pod"] == new_pod.metadata.name
 
 
 def test_scale_down_is_denied_scale_up_allowed_plain_workloads_free(
@@ -206,9 +210,7 @@ def test_server_dry_run_carries_the_patch_and_writes_nothing(
 def test_reaper_releases_the_entries_of_deleted_pods(cluster: Cluster, webhooks: Webhooks) -> None:
     admin = cluster.admin
     ns = ensure_namespace(admin, "e2e-reap")
-    admin.apps.create_namespaced_deployment(ns, cocoon_deployment(ns, replicas=3))
-    admitted_pods(admin, ns, 3)
-    assert len(affinity_entries(admin, ns)) == 3
+    assert_one_entry_per_pod(admin, ns, deployed(admin, ns, 3))
     kept = {k: v for k, v in affinity_entries(admin).items() if v["namespace"] != ns}
 
     admin.apps.delete_namespaced_deployment("demo", ns, propagation_policy="Background")
@@ -217,7 +219,7 @@ def test_reaper_releases_the_entries_of_deleted_pods(cluster: Cluster, webhooks:
         force_delete_all_pods(admin, ns)
         return not pods_of(admin, ns)
 
-    wait_for(f"every pod of {ns} to be gone", pods_gone)
+    wait_for(pods_gone, f"every pod of {ns} to be gone")
 
     summaries: list[dict[str, Any]] = []
     with function_client(
@@ -228,16 +230,10 @@ def test_reaper_releases_the_entries_of_deleted_pods(cluster: Cluster, webhooks:
     ) as reap:
 
         def swept_clean() -> bool:
-            reply = reap.post("/", content=b"{}", headers={
-                "ce-specversion": "1.0", "ce-id": f"e2e-{time.monotonic_ns()}",
-                "ce-source": "e2e", "ce-type": "io.cocoonstack.webhook.reap",
-                "content-type": "application/json",
-            })  # fmt: skip
-            assert reply.status_code == 200, reply.text
-            summaries.append(reply.json())
+            summaries.append(reap_tick(reap))
             return not affinity_entries(admin, ns)
 
-        wait_for(f"the entries of {ns} to be released", swept_clean, timeout=60)
+        wait_for(swept_clean, f"the entries of {ns} to be released", timeout=60)
 
     assert all(summary["errors"] == 0 for summary in summaries)
     assert sum(summary["marked"] for summary in summaries) >= 3
@@ -260,12 +256,7 @@ def test_sixty_replicas_over_three_webhook_processes(cluster: Cluster, webhooks:
     pods = admitted_pods(admin, ns, 60)
     assert len({p.metadata.name for p in pods}) == 60
     assert sorted(vm_name(p) for p in pods) == sorted(f"vk-{ns}-race-{s}" for s in range(60))
-    entries = affinity_entries(admin, ns)
-    assert len(entries) == 60
-    by_pod = {entry["pod"]: entry for entry in entries.values()}
-    assert {p.metadata.name: (vm_name(p), p.spec.node_name) for p in pods} == {
-        name: (by_pod[name]["vmName"], by_pod[name]["node"]) for name in by_pod
-    }
+    assert_one_entry_per_pod(admin, ns, pods)
 
     after = webhooks.metric("cocoon_webhook_admission_total", handler="mutate")
     per_server = [a - b for a, b in zip(after, before, strict=True)]
@@ -310,8 +301,11 @@ def test_webhook_down_locks_out_no_system_namespace(cluster: Cluster, webhooks: 
             with contextlib.suppress(ApiException):
                 admin.apps.delete_namespaced_deployment("down", namespace)
         webhooks.start_servers(3)
-    wait_for("the webhooks to answer again", lambda: vm_name(
-        admin.core.create_namespaced_pod(ns, cocoon_pod(ns, "back"), dry_run="All")))  # fmt: skip
+    back = cocoon_pod(ns, "back")
+    wait_for(
+        lambda: vm_name(admin.core.create_namespaced_pod(ns, back, dry_run="All")),
+        "the webhooks to answer again",
+    )
 
 
 # --- API requests per mutate admission, real and emulated ------------------------------------

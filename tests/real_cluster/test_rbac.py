@@ -10,7 +10,6 @@ validate and reap make must be allowed, and the API server must have refused non
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from tests.real_cluster.harness import (
     cocoon_pod,
     counts_delta,
     ensure_namespace,
+    reap_tick,
     request_counts,
     run_kubectl,
     vm_name,
@@ -139,16 +139,10 @@ def test_mutate_validate_and_reap_work_with_their_own_token(
     ) as reap:
 
         def marked() -> bool:
-            reply = reap.post("/", content=b"{}", headers={
-                "ce-specversion": "1.0", "ce-id": f"rbac-{time.monotonic_ns()}",
-                "ce-source": "rbac", "ce-type": "io.cocoonstack.webhook.reap",
-                "content-type": "application/json",
-            })  # fmt: skip
-            assert reply.status_code == 200, reply.text
-            summary = reply.json()
+            summary = reap_tick(reap)
             assert summary["errors"] == 0, summary
             return bool(summary["marked"] or summary["released"])
 
-        wait_for("a sweep that writes", marked, timeout=30)
+        wait_for(marked, "a sweep that writes", timeout=30)
 
     assert refused_webhook_calls(before, cluster) == {}

@@ -334,6 +334,8 @@ def emulated_verb(entry: dict[str, Any]) -> tuple[str, str] | None:
         rest = parts[parts.index("namespaces") + 2 :]
     else:
         rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if not rest:
+        return None  # /version, discovery
     resource, named = rest[0], len(rest) > 1
     verb = entry["method"] if named or entry["method"] != "GET" else "LIST"
     return (verb, resource) if resource in BUDGET_RESOURCES else None

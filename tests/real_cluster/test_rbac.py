@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -66,7 +67,17 @@ REFUSED = [
 ]
 # SPEC 12.1 / 12.6: these run without any grant of ours.
 UNPRIVILEGED = [("cocoon-system", "default"), ("cocoon-system", "cocoon-reaper-tick")]
-WEBHOOK_RESOURCES = {"configmaps", "pods", "nodes", "deployments", "statefulsets"}
+# (verb, resource) of every call in common/kube.py, as apiserver_request_total labels them.
+WEBHOOK_CALLS = {
+    ("GET", "configmaps"),
+    ("LIST", "configmaps"),
+    ("POST", "configmaps"),
+    ("PUT", "configmaps"),
+    ("LIST", "pods"),
+    ("LIST", "nodes"),
+    ("GET", "deployments"),
+    ("GET", "statefulsets"),
+}
 
 
 def can_i(kubeconfig: Path, verb: str, resource: str, namespace: str) -> bool:
@@ -100,13 +111,20 @@ def test_accounts_without_api_access(cluster: Cluster, namespace: str, account: 
         assert not can_i(kubeconfig, verb, resource, where), (account, verb, resource, where)
 
 
-def refused_webhook_calls(before: dict[tuple[str, ...], float], cluster: Cluster) -> dict:
+def webhook_calls(before: dict[tuple[str, ...], float], cluster: Cluster) -> dict[str, set]:
+    """The webhook's kinds of call the API server answered since `before`, by outcome."""
     after = request_counts(cluster.plane.metrics_text())
-    return {
-        key: value
-        for key, value in counts_delta(before, after).items()
-        if key[3] == "403" and key[1] in WEBHOOK_RESOURCES
-    }
+    calls: dict[str, set[tuple[str, ...]]] = {"allowed": set(), "refused": set()}
+    for (verb, resource, subresource, code, _), _count in counts_delta(before, after).items():
+        if (verb, resource) in WEBHOOK_CALLS and not subresource:
+            calls["refused" if code == "403" else "allowed"].add((verb, resource))
+    return calls
+
+
+def stateful_set(namespace: str) -> dict[str, Any]:
+    deployment = cocoon_deployment(namespace, "web", replicas=2)
+    spec = {key: deployment["spec"][key] for key in ("replicas", "selector", "template")}
+    return {"metadata": {"name": "web"}, "spec": {**spec, "serviceName": "web"}}
 
 
 def test_mutate_validate_and_reap_work_with_their_own_token(
@@ -125,9 +143,14 @@ def test_mutate_validate_and_reap_work_with_their_own_token(
     deployment = cocoon_deployment(ns, "demo", replicas=2)
     deployment["spec"]["paused"] = True
     admin.apps.create_namespaced_deployment(ns, deployment)
-    with pytest.raises(ApiException) as denied:
-        admin.apps.patch_namespaced_deployment_scale("demo", ns, {"spec": {"replicas": 1}})
-    assert "scale-down blocked for cocoon Scale" in json.loads(denied.value.body)["message"]
+    admin.apps.create_namespaced_stateful_set(ns, stateful_set(ns))
+    for scale in (admin.apps.patch_namespaced_deployment_scale,
+                  admin.apps.patch_namespaced_stateful_set_scale):  # fmt: skip
+        with pytest.raises(ApiException) as denied:
+            scale(
+                "demo" if "deployment" in scale.__name__ else "web", ns, {"spec": {"replicas": 1}}
+            )
+        assert "scale-down blocked for cocoon Scale" in json.loads(denied.value.body)["message"]
 
     # reap: LIST ConfigMaps, LIST pods per namespace, PUT
     admin.core.delete_namespaced_pod("agent", ns, grace_period_seconds=0)
@@ -145,4 +168,7 @@ def test_mutate_validate_and_reap_work_with_their_own_token(
 
         wait_for(marked, "a sweep that writes", timeout=30)
 
-    assert refused_webhook_calls(before, cluster) == {}
+    calls = webhook_calls(before, cluster)
+    assert calls["refused"] == set()
+    # Every kind of call was made (creating the ConfigMap only if no other test did before).
+    assert calls["allowed"] >= WEBHOOK_CALLS - {("POST", "configmaps")}

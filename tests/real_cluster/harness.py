@@ -387,6 +387,8 @@ def running_webhooks(
         AFFINITY_INFLIGHT_WINDOW=f"{INFLIGHT_WINDOW_S:g}s",
         # The loop sweeps once at start; the reaper is exercised through the reap function.
         REAPER_INTERVAL="1h",
+        # A 2-core machine also runs the control plane: more of the 5 s webhook timeout.
+        MUTATE_DEADLINE="4500ms",
         **env,
     )
     with RoundRobinProxy() as proxy:

@@ -2,7 +2,7 @@
 
 `cluster` (package): admin APIs, the cocoon nodes, `cocoon-system`, the RBAC of both installs
 applied with kubectl, and a kubeconfig with the `cocoon-webhook` ServiceAccount's token.
-`webhooks` (package): three standalone servers running as that ServiceAccount behind one
+`webhooks` (module): three standalone servers running as that ServiceAccount behind one
 round-robin front, registered through the production webhook configurations.
 """
 
@@ -64,7 +64,8 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Clu
     return Cluster(control_plane, admin, tmp_path_factory.mktemp("real-cluster"))
 
 
-@pytest.fixture(scope="package")
+# Module scope: between modules no configuration exists, so the manifests' dry run meets none.
+@pytest.fixture(scope="module")
 def webhooks(cluster: Cluster) -> Iterator[Webhooks]:
     kubeconfig = cluster.account_kubeconfig(ACCOUNT)
     with running_webhooks(cluster.admin, cluster.directory, kubeconfig) as hooks:

@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conformance.helpers import wait_for
+from tests.control_plane.nodes import add_ready_node
 from tests.kube_emulator.seed import COCOONSET_CRD, node
 from tests.real_cluster.proxy import RoundRobinProxy
 from tests.sandbox import (
@@ -123,16 +124,8 @@ def ensure_namespace(apis: Apis, name: str) -> str:
 
 
 def add_pool_node(apis: Apis, name: str, pool: str = "default") -> None:
-    """A Ready cocoon node without a kubelet.
-
-    The TaintNodesByCondition admission plugin taints every new Node `not-ready`, and no node
-    lifecycle controller runs here to lift it, so the taints are set again after the create.
-    """
-    manifest = node(name, pool, tainted=True)
-    _exists_ok(lambda: apis.core.create_node(manifest))
-    apis.core.patch_node(name, [{"op": "replace", "path": "/spec/taints",
-                                 "value": manifest["spec"]["taints"]}])  # fmt: skip
-    apis.core.patch_node_status(name, {"status": manifest["status"]})
+    """A Ready cocoon node without a kubelet (kept from an earlier module if it exists)."""
+    _exists_ok(lambda: add_ready_node(apis.client, node(name, pool, tainted=True)))
 
 
 def install_cocoonset_crd(apis: Apis) -> None:

@@ -1,7 +1,7 @@
 """Fixtures over the session's real control plane (`control_plane`, tests/control_plane).
 
-`cluster` (package): admin APIs, the cocoon nodes, `cocoon-system`, the RBAC of both installs
-applied with kubectl, and a kubeconfig with the `cocoon-webhook` ServiceAccount's token.
+
+
 `webhooks` (module): three standalone servers running as that ServiceAccount behind one
 round-robin front, registered through the production webhook configurations.
 """
@@ -24,6 +24,7 @@ from tests.real_cluster.harness import (
     Webhooks,
     add_pool_node,
     apply,
+    count_webhook_requests,
     ensure_namespace,
     install_cocoonset_crd,
     install_objects,
@@ -61,6 +62,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Clu
         add_pool_node(admin, name)
     install_cocoonset_crd(admin)
     apply(control_plane.kubeconfig, install_objects(RBAC_KINDS))
+    count_webhook_requests(admin, control_plane.kubeconfig)
     return Cluster(control_plane, admin, tmp_path_factory.mktemp("real-cluster"))
 
 

@@ -53,6 +53,26 @@ CONFIGURATIONS = {
     "ValidatingWebhookConfiguration": "cocoon-webhook-validate",
 }
 PROBE_NAMESPACE = "e2e-probe"
+# API Priority and Fairness classifies every request by its user before anything else; a
+# FlowSchema of the webhook's own ServiceAccount makes the API server count exactly its requests
+# (apiserver_request_total has no user label, and the controllers' requests would mix in).
+FLOW_SCHEMA: dict[str, Any] = {
+    "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+    "kind": "FlowSchema",
+    "metadata": {"name": "cocoon-webhook-requests"},
+    "spec": {
+        "priorityLevelConfiguration": {"name": "workload-low"},
+        "matchingPrecedence": 1000,
+        "distinguisherMethod": {"type": "ByUser"},
+        "rules": [{
+            "subjects": [{"kind": "ServiceAccount",
+                          "serviceAccount": {"name": ACCOUNT, "namespace": AFFINITY_NAMESPACE}}],
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                               "namespaces": ["*"], "clusterScope": True}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+        }],
+    },
+}  # fmt: skip
 # Short, so a test can wait out a claim (a replacement pod must find its slot free); still
 # longer than the webhook timeout, so a claim outlives any admission still storing its pod.
 INFLIGHT_WINDOW_S = 6.0
@@ -153,6 +173,32 @@ def install_objects(kind_filter: tuple[str, ...]) -> list[dict[str, Any]]:
 def apply(kubeconfig: str | Path, objects: list[dict[str, Any]], *extra: str) -> str:
     stdin = yaml.safe_dump_all(objects, sort_keys=False)
     return run_kubectl(kubeconfig, "apply", *extra, "-f", "-", stdin=stdin).stdout
+
+
+def count_webhook_requests(apis: Apis, kubeconfig: str | Path) -> None:
+    """Install FLOW_SCHEMA and wait until the API server classifies by it."""
+    apply(kubeconfig, [FLOW_SCHEMA])
+    name = FLOW_SCHEMA["metadata"]["name"]
+
+    def digested() -> bool:
+        schema = kubernetes.client.FlowcontrolApiserverV1Api(apis.client).read_flow_schema(name)
+        conditions = schema.status.conditions if schema.status else None
+        return any(c.type == "Dangling" and c.status == "False" for c in conditions or [])
+
+    wait_for(digested, f"FlowSchema {name} in use")
+
+
+def webhook_request_total(metrics_text: str) -> float:
+    """Requests the API server dispatched for the webhook's ServiceAccount (FLOW_SCHEMA)."""
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name == "apiserver_flowcontrol_dispatched_requests":
+            return sum(
+                sample.value
+                for sample in family.samples
+                if sample.name.endswith("_total")
+                and sample.labels.get("flow_schema") == FLOW_SCHEMA["metadata"]["name"]
+            )
+    return 0.0
 
 
 def token_kubeconfig(

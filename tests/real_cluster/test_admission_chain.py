@@ -44,6 +44,7 @@ from tests.real_cluster.harness import (
     run_kubectl,
     vm_name,
     wait_for,
+    webhook_request_total,
 )
 from tests.sandbox import invalid_cocoonset, sandbox
 
@@ -254,7 +255,7 @@ def test_sixty_replicas_over_three_webhook_processes(cluster: Cluster, webhooks:
     ns = ensure_namespace(admin, "e2e-race")
     admin.apps.create_namespaced_deployment(ns, cocoon_deployment(ns, "race", replicas=0))
     before = webhooks.metric("cocoon_webhook_admission_total", handler="mutate")
-    requests_before = request_counts(cluster.plane.metrics_text())
+    requests_before = cluster.plane.metrics_text()
     admin.apps.patch_namespaced_deployment("race", ns, {"spec": {"replicas": 60}})
 
     pods = admitted_pods(admin, ns, 60)
@@ -265,10 +266,12 @@ def test_sixty_replicas_over_three_webhook_processes(cluster: Cluster, webhooks:
     after = webhooks.metric("cocoon_webhook_admission_total", handler="mutate")
     per_server = [a - b for a, b in zip(after, before, strict=True)]
     conflicts = webhooks.metric("cocoon_webhook_affinity_conflicts_total")
+    requests_after = cluster.plane.metrics_text()
     requests = webhook_requests(
-        counts_delta(requests_before, request_counts(cluster.plane.metrics_text()))
+        counts_delta(request_counts(requests_before), request_counts(requests_after))
     )
-    per_admission = sum(requests.values()) / 60
+    total = webhook_request_total(requests_after) - webhook_request_total(requests_before)
+    per_admission = total / 60
     print(f"\n60 pods: mutate admissions per process {per_server}, 409 conflicts per process "
           f"(whole module) {conflicts}; API requests {dict(sorted(requests.items()))}, "
           f"{per_admission:.2f} per admission")  # fmt: skip
@@ -379,11 +382,14 @@ def test_api_requests_per_mutate_admission_match_the_emulator(
     )
     # Warm-up: the ConfigMap exists on both sides before counting.
     admin.core.create_namespaced_pod(ns, cocoon_pod(ns, "warm-up"))
-    before = request_counts(cluster.plane.metrics_text())
+    before = cluster.plane.metrics_text()
     for pod in budget_pods(ns, replicaset.metadata.uid):
         wait_out_node_pod_cache()
         assert vm_name(admin.core.create_namespaced_pod(ns, pod))
-    real = webhook_requests(counts_delta(before, request_counts(cluster.plane.metrics_text())))
+    after = cluster.plane.metrics_text()
+    total = webhook_request_total(after) - webhook_request_total(before)
+    # By kind, from apiserver_request_total: the controllers' requests may add to these.
+    real = webhook_requests(counts_delta(request_counts(before), request_counts(after)))
 
     with sandbox(tmp_path, preferred=(0, 0)) as box:
         core = kubernetes.client.CoreV1Api(box.emulator.api_client())
@@ -402,12 +408,11 @@ def test_api_requests_per_mutate_admission_match_the_emulator(
     admissions = 6
     print(f"\nAPI requests for {admissions} mutate admissions (3 bare, 3 ReplicaSet pods):")
     for key in sorted(set(real) | set(emulated)):
-        print(
-            f"  {key[0]:5} {key[1]:11} real {real.get(key, 0):3}  emulator {emulated.get(key, 0):3}"
-        )
-    print(f"  per admission: real {sum(real.values()) / admissions:.2f}, "
+        print(f"  {key[0]:5} {key[1]:11} real {real.get(key, 0):3} (any client)  "
+              f"emulator {emulated.get(key, 0):3}")  # fmt: skip
+    print(f"  per admission: real {total / admissions:.2f} (the webhook's account), "
           f"emulator {sum(emulated.values()) / admissions:.2f}")  # fmt: skip
-    assert real == emulated
     # SPEC 13, fresh picks over 2 pool nodes: GET, LIST nodes, 2 node pod LISTs, PUT; a
     # ReplicaSet's pod also LISTs its namespace's pods.
-    assert sum(real.values()) == 3 * 5 + 3 * 6
+    assert total == sum(emulated.values()) == 3 * 5 + 3 * 6
+    assert all(real.get(key, 0) >= count for key, count in emulated.items())

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -318,11 +318,16 @@ class Sandbox:
 CLUSTERS = ("emulator", "real")
 
 
-def start_cluster(directory: Path, kind: str) -> EmulatorProcess | ControlPlane:
-    """The emulator with the sandbox seed, or a real control plane given the same objects."""
+def start_cluster(
+    directory: Path, kind: str, apiserver_args: Sequence[str] = ()
+) -> EmulatorProcess | ControlPlane:
+    """The emulator with the sandbox seed, or a real control plane given the same objects
+    (`apiserver_args`: more kube-apiserver flags, real control plane only)."""
     if kind == "emulator":
+        if apiserver_args:
+            raise ValueError("kube-apiserver flags need the real control plane")
         return EmulatorProcess.start(directory, seed="sandbox", name="sandbox")
-    plane = ControlPlane.start(directory / "control-plane")
+    plane = ControlPlane.start(directory / "control-plane", extra_apiserver_args=apiserver_args)
     try:
         seed_real(plane.api_client())
         shutil.copyfile(plane.kubeconfig, directory / "sandbox.kubeconfig")
@@ -362,12 +367,14 @@ def sandbox(
     echo: bool = False,
     preferred: tuple[int, int] = (WEBHOOK_PORT, METRICS_PORT),
     cluster: str = "emulator",
+    apiserver_args: Sequence[str] = (),
+    server_overrides: Mapping[str, str] | None = None,
 ) -> Iterator[Sandbox]:
     """API server (emulated or real), certificates, server and webhook registrations; all
-    stopped on exit."""
+    stopped on exit. `server_overrides`: more settings of the server's environment."""
     # Every file is overwritten, nothing else removed: --dir may name a directory in use.
     directory.mkdir(parents=True, exist_ok=True)
-    api = start_cluster(directory, cluster)
+    api = start_cluster(directory, cluster, apiserver_args)
     server: ServerProcess | None = None
     try:
         pki = Pki.create(directory / "certs")
@@ -378,6 +385,7 @@ def sandbox(
             REAPER_INTERVAL="1m",
             LISTEN_ADDR=f"127.0.0.1:{webhook}",
             METRICS_ADDR=f"127.0.0.1:{metrics}",
+            **(server_overrides or {}),
         )
         server = ServerProcess.start(env, echo=echo)
         webhook, metrics = server.wait_listening()

@@ -25,7 +25,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,16 +88,22 @@ class ControlPlane:
     # -- lifecycle -------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: Path, timeout: float = 60.0) -> ControlPlane:
+    def start(
+        cls, workdir: Path, timeout: float = 60.0, *, extra_apiserver_args: Sequence[str] = ()
+    ) -> ControlPlane:
         """Start all three on free loopback ports; raise ControlPlaneFailed (everything
         stopped, log tails in the message) when not ready within `timeout` seconds.
-        Raises build.ControlPlaneUnavailable when the binaries cannot be built."""
+        Raises build.ControlPlaneUnavailable when the binaries cannot be built.
+
+        `extra_apiserver_args` go after the launcher's own kube-apiserver flags (a repeated
+        flag's last value wins), e.g. `--admission-control-config-file=...` or the audit flags;
+        relative paths are taken from `workdir`."""
         binaries = build.ensure_built()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(PORT_ATTEMPTS):
             try:
-                return cls._start_once(binaries, workdir, timeout)
+                return cls._start_once(binaries, workdir, timeout, extra_apiserver_args)
             except ControlPlaneFailed as exc:
                 # A free port we picked was taken before our process bound it (a busy machine).
                 if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
@@ -105,7 +111,9 @@ class ControlPlane:
         raise AssertionError("unreachable")
 
     @classmethod
-    def _start_once(cls, binaries: Path, workdir: Path, timeout: float) -> ControlPlane:
+    def _start_once(
+        cls, binaries: Path, workdir: Path, timeout: float, extra_apiserver_args: Sequence[str]
+    ) -> ControlPlane:
         deadline = time.monotonic() + timeout
         shutil.rmtree(workdir / "etcd", ignore_errors=True)  # every start is a new cluster
         etcd_port, peer_port, api_port = _free_ports(3)
@@ -122,7 +130,7 @@ class ControlPlane:
             plane._spawn(
                 "kube-apiserver",
                 binaries / "kube-apiserver",
-                _apiserver_args(workdir, api_port, etcd_port),
+                [*_apiserver_args(workdir, api_port, etcd_port), *extra_apiserver_args],
             )
             plane._spawn(
                 "kube-controller-manager",

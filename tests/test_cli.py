@@ -1,5 +1,6 @@
-"""kubectl cocoon against the emulator: what each command shows, what it writes, and that a
-write racing mutate loses nothing (the guard is the resourceVersion, as for the webhooks).
+"""kubectl cocoon against the emulator and a real control plane (test ids `[emulator]`,
+`[real]`): what each command shows, what it writes, and that a write racing mutate loses nothing
+(the guard is the resourceVersion, as for the webhooks).
 
 Table outputs are compared with goldens in tests/golden/ (`UPDATE_GOLDEN=1` rewrites them).
 """
@@ -12,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -31,11 +32,17 @@ from common.operator_view import human_duration
 from common.pod import decode_pod
 from common.reservation import Reservation, decode, encode
 from tests.cluster import add_node, add_running_pod, cocoon_pod
+from tests.control_plane import build
+from tests.control_plane.launcher import ControlPlane
+from tests.control_plane.nodes import lift_not_ready_taint
+from tests.control_plane.pytest_plugin import unavailable
+from tests.kube_emulator.launcher import EmulatorProcess
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
 SYSTEM = "cocoon-system"
 LABELS = {"app.kubernetes.io/managed-by": "cocoon-webhook"}
+MANAGED_BY = "app.kubernetes.io/managed-by=cocoon-webhook"
 
 
 def golden(name: str, text: str) -> None:
@@ -84,13 +91,81 @@ def data_of(core: Any, name: str) -> dict[str, str]:
     return dict(core.read_namespaced_config_map(name, SYSTEM).data or {})
 
 
+@pytest.fixture(scope="module")
+def real_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane of this module's own: the tables list every cocoon node it has."""
+    try:
+        plane = ControlPlane.start(tmp_path_factory.mktemp("cli-control-plane"))
+    except build.ControlPlaneUnavailable as exc:
+        unavailable(str(exc))
+    try:
+        core = kubernetes.client.CoreV1Api(plane.api_client())
+        for namespace in ("team-a", SYSTEM):
+            core.create_namespace({"metadata": {"name": namespace}})
+        # Pods are refused until the controller has made the namespace's ServiceAccount.
+        wait_until(lambda: has_default_service_account(core, "team-a"), "team-a's ServiceAccount")
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(params=["emulator", pytest.param("real", marks=pytest.mark.control_plane)])
+def backend(request: pytest.FixtureRequest) -> EmulatorProcess | ControlPlane:
+    if request.param == "emulator":
+        emulator: EmulatorProcess = request.getfixturevalue("emulator")
+        return emulator
+    plane: ControlPlane = request.getfixturevalue("real_plane")
+    empty_real(kubernetes.client.CoreV1Api(plane.api_client()))
+    return plane
+
+
+def empty_real(core: Any) -> None:
+    """What a test leaves behind on the module's control plane: gone before the next one."""
+    core.delete_collection_namespaced_config_map(SYSTEM, label_selector=MANAGED_BY)
+    for namespace in ("team-a", "default"):
+        # Grace 0: no kubelet will ever confirm a graceful deletion.
+        core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+    core.delete_collection_node()
+    wait_until(
+        lambda: (
+            not core.list_node().items
+            and not core.list_pod_for_all_namespaces().items
+            and not core.list_namespaced_config_map(SYSTEM, label_selector=MANAGED_BY).items
+        ),
+        "an empty control plane",
+    )
+
+
+def has_default_service_account(core: Any, namespace: str) -> bool:
+    try:
+        core.read_namespaced_service_account("default", namespace)
+    except kubernetes.client.ApiException:
+        return False
+    return True
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def node(backend: Any, core: Any, name: str, pool: str = "default", *, ready: bool = True) -> None:
+    add_node(core, name, pool, ready=ready)
+    if isinstance(backend, ControlPlane):
+        # Admission tainted it not-ready; no kubelet and no node controller will lift it.
+        lift_not_ready_taint(core.api_client, name)
+
+
 @pytest.fixture
-def core(emulator: Any) -> Any:
-    api = kubernetes.client.CoreV1Api(emulator.api_client())
-    api.create_namespace({"metadata": {"name": "team-a"}})
-    add_node(api, "cocoon-a")
-    add_node(api, "cocoon-b", ready=False)
-    add_node(api, "gpu-1", pool="gpu")
+def core(backend: Any) -> Any:
+    api = kubernetes.client.CoreV1Api(backend.api_client())
+    if isinstance(backend, EmulatorProcess):
+        api.create_namespace({"metadata": {"name": "team-a"}})
+    node(backend, api, "cocoon-a")
+    node(backend, api, "cocoon-b", ready=False)
+    node(backend, api, "gpu-1", pool="gpu")
     api.patch_node("cocoon-b", {"spec": {"unschedulable": True}})
     return api
 
@@ -140,13 +215,13 @@ def seeded(core: Any) -> Any:
 
 
 def run(
-    emulator: Any, *argv: str, kube: KubeApi | None = None, now: datetime | None = NOW
+    backend: Any, *argv: str, kube: KubeApi | None = None, now: datetime | None = NOW
 ) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(
         list(argv),
-        kube=kube or ClientKubeApi(emulator.kubeconfig),
-        env={"KUBECONFIG": emulator.kubeconfig},
+        kube=kube or ClientKubeApi(backend.kubeconfig),
+        env={"KUBECONFIG": backend.kubeconfig},
         out=out,
         err=err,
         now=(lambda: now) if now else (lambda: datetime.now(UTC)),
@@ -168,21 +243,21 @@ def test_ages_read_as_kubectl_prints_them(seconds: int, text: str) -> None:
     assert human_duration(timedelta(seconds=seconds)) == text
 
 
-def test_reservations_table_shows_every_state(emulator: Any, seeded: Any) -> None:
-    code, out, _ = run(emulator, "reservations", "-A")
+def test_reservations_table_shows_every_state(backend: Any, seeded: Any) -> None:
+    code, out, _ = run(backend, "reservations", "-A")
     assert code == 0
     golden("cli_reservations.txt", out)
 
 
-def test_reservations_wide(emulator: Any, seeded: Any) -> None:
-    code, out, _ = run(emulator, "res", "-A", "-o", "wide")
+def test_reservations_wide(backend: Any, seeded: Any) -> None:
+    code, out, _ = run(backend, "res", "-A", "-o", "wide")
     assert code == 0
     golden("cli_reservations_wide.txt", out)
 
 
-def test_reservations_filters(emulator: Any, seeded: Any) -> None:
+def test_reservations_filters(backend: Any, seeded: Any) -> None:
     def keys(*argv: str) -> list[str]:
-        code, out, _ = run(emulator, "res", "-o", "json", *argv)
+        code, out, _ = run(backend, "res", "-o", "json", *argv)
         assert code == 0
         return [item["key"] for item in json.loads(out)["items"]]
 
@@ -199,8 +274,8 @@ def test_reservations_filters(emulator: Any, seeded: Any) -> None:
     assert keys() == ["default._pod.trainer"]
 
 
-def test_reservations_json_and_yaml_carry_the_entry(emulator: Any, seeded: Any) -> None:
-    _, out, _ = run(emulator, "res", "-A", "--state", "missing", "-o", "json")
+def test_reservations_json_and_yaml_carry_the_entry(backend: Any, seeded: Any) -> None:
+    _, out, _ = run(backend, "res", "-A", "--state", "missing", "-o", "json")
     items = json.loads(out)["items"]
     assert items[2] == {
         "pool": "default",
@@ -219,15 +294,15 @@ def test_reservations_json_and_yaml_carry_the_entry(emulator: Any, seeded: Any) 
     }
     assert "missingSince" not in items[0]  # not marked by the reaper yet
     assert items[1]["due"] is True  # missing for 2h, past the 30m grace
-    _, text, _ = run(emulator, "res", "-A", "--state", "missing", "-o", "yaml")
+    _, text, _ = run(backend, "res", "-A", "--state", "missing", "-o", "yaml")
     assert yaml.safe_load(text) == {"items": items}
 
 
-def test_pools_table(emulator: Any, seeded: Any) -> None:
-    code, out, _ = run(emulator, "pools")
+def test_pools_table(backend: Any, seeded: Any) -> None:
+    code, out, _ = run(backend, "pools")
     assert code == 0
     golden("cli_pools.txt", out)
-    _, text, _ = run(emulator, "pools", "-o", "json")
+    _, text, _ = run(backend, "pools", "-o", "json")
     default = json.loads(text)["items"][0]
     assert [cm["name"] for cm in default["configMaps"]] == [
         "cocoon-affinity-default",
@@ -239,11 +314,12 @@ def test_pools_table(emulator: Any, seeded: Any) -> None:
     }  # fmt: skip
 
 
-def test_bad_arguments_and_api_errors_get_one_line(emulator: Any, seeded: Any) -> None:
-    code, _, err = run(emulator, "release")
+@pytest.mark.parametrize("backend", ["emulator"], indirect=True)  # injects an API fault
+def test_bad_arguments_and_api_errors_get_one_line(backend: Any, seeded: Any) -> None:
+    code, _, err = run(backend, "release")
     assert (code, err) == (1, "error: give one entry: release KEY, or release --vm NAME\n")
-    emulator.fault("GET", "/api/v1/namespaces/cocoon-system/configmaps", status=503)
-    code, _, err = run(emulator, "res", "-A")
+    backend.fault("GET", "/api/v1/namespaces/cocoon-system/configmaps", status=503)
+    code, _, err = run(backend, "res", "-A")
     assert code == 1
     assert err.startswith("error: list configmaps cocoon-system: 503 ServiceUnavailable")
     assert err.count("\n") == 1
@@ -252,39 +328,39 @@ def test_bad_arguments_and_api_errors_get_one_line(emulator: Any, seeded: Any) -
 # --- release -------------------------------------------------------------------------------------
 
 
-def test_release_refuses_a_live_entry_unless_forced(emulator: Any, seeded: Any) -> None:
+def test_release_refuses_a_live_entry_unless_forced(backend: Any, seeded: Any) -> None:
     before = data_of(seeded, "cocoon-affinity-default")
-    code, _, err = run(emulator, "release", "team-a.demo.0")
+    code, _, err = run(backend, "release", "team-a.demo.0")
     assert code == 1
     assert err == (
         "error: default/team-a.demo.0 (vm vk-team-a-demo-0, pod team-a/demo-abc12, node cocoon-a, "
         "live): its pod exists; releasing it would let another pod take this VM name. "
         "Pass --force to release it anyway\n"
     )
-    code, _, err = run(emulator, "release", "team-a.demo.1")
+    code, _, err = run(backend, "release", "team-a.demo.1")
     assert code == 1 and "it was claimed moments ago, its pod may not be listed yet" in err
     assert data_of(seeded, "cocoon-affinity-default") == before
 
-    code, out, _ = run(emulator, "release", "team-a.demo.0", "--force")
+    code, out, _ = run(backend, "release", "team-a.demo.0", "--force")
     assert code == 0 and out.startswith("released default/team-a.demo.0")
     after = data_of(seeded, "cocoon-affinity-default")
     assert after == {k: v for k, v in before.items() if k != "team-a.demo.0"}
 
 
-def test_release_by_vm_name_and_dry_run(emulator: Any, seeded: Any) -> None:
+def test_release_by_vm_name_and_dry_run(backend: Any, seeded: Any) -> None:
     before = data_of(seeded, "cocoon-affinity-default")
-    code, out, _ = run(emulator, "release", "--vm", "vk-team-a-solo", "--dry-run")
+    code, out, _ = run(backend, "release", "--vm", "vk-team-a-solo", "--dry-run")
     assert code == 0 and "would release default/team-a._pod.solo" in out
     assert data_of(seeded, "cocoon-affinity-default") == before
-    code, _, _ = run(emulator, "release", "--vm", "vk-team-a-solo")
+    code, _, _ = run(backend, "release", "--vm", "vk-team-a-solo")
     assert code == 0
     del before["team-a._pod.solo"]
     assert data_of(seeded, "cocoon-affinity-default") == before
-    code, _, err = run(emulator, "release", "--vm", "vk-team-a-solo")
+    code, _, err = run(backend, "release", "--vm", "vk-team-a-solo")
     assert (code, err) == (1, "error: no reservation with VM vk-team-a-solo\n")
     # A malformed entry, in the pool's second ConfigMap, goes by its key.
     spare = data_of(seeded, "cocoon-affinity-default-1")
-    code, out, _ = run(emulator, "release", "team-a._pod.broken")
+    code, out, _ = run(backend, "release", "team-a._pod.broken")
     assert code == 0 and out.startswith("released default/team-a._pod.broken (malformed:")
     del spare["team-a._pod.broken"]
     assert data_of(seeded, "cocoon-affinity-default-1") == spare
@@ -321,11 +397,11 @@ def reserve(kube: KubeApi, pod: dict[str, Any]) -> pods.Draft:
     return result
 
 
-def race_with_mutate(emulator: Any, *argv: str) -> tuple[int, str, list[pods.Draft], int]:
+def race_with_mutate(backend: Any, *argv: str) -> tuple[int, str, list[pods.Draft], int]:
     """Run the command while mutate admits 13 pods of pool default: the first lands between the
     command's read and its PUT (a certain 409), a dozen more race it from threads. Returns the
     exit code, stderr, the drafts stored (the first one first) and the command's PUTs."""
-    kube = ClientKubeApi(emulator.kubeconfig)
+    kube = ClientKubeApi(backend.kubeconfig)
     first: list[pods.Draft] = []
     racing = Interleaved(
         kube, lambda: first.append(reserve(kube, cocoon_pod(name="first", namespace="team-a")))
@@ -335,33 +411,33 @@ def race_with_mutate(emulator: Any, *argv: str) -> tuple[int, str, list[pods.Dra
             threads.submit(reserve, kube, cocoon_pod(name=f"racer-{i}", namespace="team-a"))
             for i in range(12)
         ]
-        code, _, err = run(emulator, *argv, kube=racing, now=None)
+        code, _, err = run(backend, *argv, kube=racing, now=None)
         reserved = first + [f.result() for f in futures]
     return code, err, reserved, racing.puts
 
 
-def test_release_asks_which_when_two_configmaps_hold_the_entry(emulator: Any, seeded: Any) -> None:
+def test_release_asks_which_when_two_configmaps_hold_the_entry(backend: Any, seeded: Any) -> None:
     twin = data_of(seeded, "cocoon-affinity-default")["team-a.demo.2"]
     seeded.patch_namespaced_config_map(
         "cocoon-affinity-default-1", SYSTEM, {"data": {"team-a.demo.2": twin}}
     )
-    code, _, err = run(emulator, "release", "team-a.demo.2")
+    code, _, err = run(backend, "release", "team-a.demo.2")
     assert (code, err) == (
         1,
         "error: 2 entries match (default/team-a.demo.2 in cocoon-affinity-default, "
         "default/team-a.demo.2 in cocoon-affinity-default-1); pick one with --configmap\n",
     )
     code, _, _ = run(
-        emulator, "release", "team-a.demo.2", "--configmap", "cocoon-affinity-default-1"
+        backend, "release", "team-a.demo.2", "--configmap", "cocoon-affinity-default-1"
     )
     assert code == 0
     assert "team-a.demo.2" not in data_of(seeded, "cocoon-affinity-default-1")
     assert data_of(seeded, "cocoon-affinity-default")["team-a.demo.2"] == twin
 
 
-def test_release_is_compare_and_delete(emulator: Any, seeded: Any) -> None:
+def test_release_is_compare_and_delete(backend: Any, seeded: Any) -> None:
     """The entry is re-claimed between the read and the write: nothing is released."""
-    kube = ClientKubeApi(emulator.kubeconfig)
+    kube = ClientKubeApi(backend.kubeconfig)
 
     def reclaim() -> None:
         stored = kube.get_configmap(SYSTEM, "cocoon-affinity-default", 10)
@@ -370,7 +446,7 @@ def test_release_is_compare_and_delete(emulator: Any, seeded: Any) -> None:
         kube.replace_configmap(stored, 10)
 
     racing = Interleaved(kube, reclaim)
-    code, _, err = run(emulator, "release", "team-a.demo.2", kube=racing)
+    code, _, err = run(backend, "release", "team-a.demo.2", kube=racing)
     assert code == 1
     assert err == (
         "error: nothing released: entry team-a.demo.2 changed since it was read; "
@@ -379,8 +455,8 @@ def test_release_is_compare_and_delete(emulator: Any, seeded: Any) -> None:
     assert decode(data_of(seeded, "cocoon-affinity-default")["team-a.demo.2"]).pod == "demo-new99"
 
 
-def test_release_racing_mutate_loses_no_reservation(emulator: Any, seeded: Any) -> None:
-    code, err, reserved, puts = race_with_mutate(emulator, "release", "team-a.demo.2")
+def test_release_racing_mutate_loses_no_reservation(backend: Any, seeded: Any) -> None:
+    code, err, reserved, puts = race_with_mutate(backend, "release", "team-a.demo.2")
     assert code == 0, err
     assert puts >= 2  # the first PUT lost to mutate's write
     data = data_of(seeded, "cocoon-affinity-default")
@@ -395,9 +471,9 @@ def test_release_racing_mutate_loses_no_reservation(emulator: Any, seeded: Any) 
 UNPINNED = ("team-a.demo.0", "team-a.demo.2", "team-a._pod.solo", "team-a._pod.other")
 
 
-def test_unpin_dry_run_shows_and_warns_but_writes_nothing(emulator: Any, seeded: Any) -> None:
+def test_unpin_dry_run_shows_and_warns_but_writes_nothing(backend: Any, seeded: Any) -> None:
     before = data_of(seeded, "cocoon-affinity-default")
-    code, out, err = run(emulator, "unpin", "--node", "cocoon-a", "--dry-run")
+    code, out, err = run(backend, "unpin", "--node", "cocoon-a", "--dry-run")
     assert code == 0
     assert "the disks of these 4 VMs stay on node cocoon-a" in err
     assert "node cocoon-a is still schedulable in pool default" in err
@@ -406,13 +482,13 @@ def test_unpin_dry_run_shows_and_warns_but_writes_nothing(emulator: Any, seeded:
     assert data_of(seeded, "cocoon-affinity-default") == before
 
 
-def test_unpin_clears_only_the_node(emulator: Any, seeded: Any) -> None:
+def test_unpin_clears_only_the_node(backend: Any, seeded: Any) -> None:
     before = {
         **data_of(seeded, "cocoon-affinity-default"),
         **data_of(seeded, "cocoon-affinity-default-1"),
     }
     seeded.patch_node("cocoon-a", {"spec": {"unschedulable": True}})
-    code, out, err = run(emulator, "unpin", "--node", "cocoon-a")
+    code, out, err = run(backend, "unpin", "--node", "cocoon-a")
     assert code == 0
     assert "stay on node cocoon-a" in err and "still schedulable" not in err
     assert out.endswith("unpinned 4 entries from node cocoon-a\n")
@@ -426,9 +502,9 @@ def test_unpin_clears_only_the_node(emulator: Any, seeded: Any) -> None:
         assert after[key] == before[key]
     # solo's replacement keeps its VM name and is placed anew, on the node that replaced
     # cocoon-a, instead of being held to cocoon-a's disk.
-    add_node(seeded, "cocoon-c")
+    node(backend, seeded, "cocoon-c")
     replacement = reserve(
-        ClientKubeApi(emulator.kubeconfig), cocoon_pod(name="solo", namespace="team-a")
+        ClientKubeApi(backend.kubeconfig), cocoon_pod(name="solo", namespace="team-a")
     )
     assert (replacement.key, replacement.reservation.vm_name) == (
         "team-a._pod.solo",
@@ -437,10 +513,10 @@ def test_unpin_clears_only_the_node(emulator: Any, seeded: Any) -> None:
     assert replacement.reservation.node == "cocoon-c"
 
 
-def test_unpin_racing_mutate_loses_nothing_and_misses_nothing(emulator: Any, seeded: Any) -> None:
+def test_unpin_racing_mutate_loses_nothing_and_misses_nothing(backend: Any, seeded: Any) -> None:
     # mutate pins the first pod to cocoon-a (the only Ready, schedulable node) between the
     # command's read and its PUT; the command's retry must unpin that one too.
-    code, err, reserved, puts = race_with_mutate(emulator, "unpin", "--node", "cocoon-a")
+    code, err, reserved, puts = race_with_mutate(backend, "unpin", "--node", "cocoon-a")
     first = reserved[:1]
     assert code == 0, err
     assert puts >= 2
@@ -459,16 +535,16 @@ def test_unpin_racing_mutate_loses_nothing_and_misses_nothing(emulator: Any, see
 # --- sweep ---------------------------------------------------------------------------------------
 
 
-def test_sweep_dry_run_then_sweep(emulator: Any, seeded: Any) -> None:
+def test_sweep_dry_run_then_sweep(backend: Any, seeded: Any) -> None:
     before = data_of(seeded, "cocoon-affinity-default")
-    code, out, _ = run(emulator, "sweep", "--dry-run", "-o", "json")
+    code, out, _ = run(backend, "sweep", "--dry-run", "-o", "json")
     assert code == 0
     assert json.loads(out) == {
         "pools": 3, "checked": 7, "marked": 1, "cleared": 0, "released": 1, "malformed": 1,
         "errors": 0, "retries": 0, "dryRun": True,
     }  # fmt: skip
     assert data_of(seeded, "cocoon-affinity-default") == before
-    code, out, _ = run(emulator, "sweep")
+    code, out, _ = run(backend, "sweep")
     assert code == 0
     golden("cli_sweep.txt", out)
     del before["team-a._pod.solo"]  # missing past the grace; the rest wait or live
@@ -478,10 +554,10 @@ def test_sweep_dry_run_then_sweep(emulator: Any, seeded: Any) -> None:
 # --- as kubectl runs it ---------------------------------------------------------------------------
 
 
-def test_kubectl_runs_the_installed_plugin(emulator: Any, seeded: Any, tmp_path: Path) -> None:
+def test_kubectl_runs_the_installed_plugin(backend: Any, seeded: Any, tmp_path: Path) -> None:
     """`kubectl cocoon` finds the console script on PATH, which honours KUBECONFIG and a
     --context whose namespace is the default for -n."""
-    config = yaml.safe_load(Path(emulator.kubeconfig).read_text())
+    config = yaml.safe_load(Path(backend.kubeconfig).read_text())
     context = config["contexts"][0]
     config["contexts"].append(
         {"name": "team", "context": {**context["context"], "namespace": "team-a"}}

@@ -18,14 +18,25 @@ def add_ready_node(api_client: Any, node: dict[str, Any]) -> Any:
     taint admission added; returns the stored Node."""
     from kubernetes import client
 
-    core = client.CoreV1Api(api_client)
-    created = core.create_node(node)
-    taints = [t for t in created.spec.taints or [] if t.key != NOT_READY_TAINT]
-    if len(taints) == len(created.spec.taints or []):
-        return created
+    return _without_not_ready_taint(api_client, client.CoreV1Api(api_client).create_node(node))
+
+
+def lift_not_ready_taint(api_client: Any, name: str) -> Any:
+    """Drop the not-ready taint from a Node created otherwise; returns the stored Node."""
+    from kubernetes import client
+
+    return _without_not_ready_taint(api_client, client.CoreV1Api(api_client).read_node(name))
+
+
+def _without_not_ready_taint(api_client: Any, stored: Any) -> Any:
+    from kubernetes import client
+
+    taints = [t for t in stored.spec.taints or [] if t.key != NOT_READY_TAINT]
+    if len(taints) == len(stored.spec.taints or []):
+        return stored
     # A JSON merge patch replaces the list whole; resourceVersion guards against a racing writer.
     body = {
-        "metadata": {"resourceVersion": created.metadata.resource_version},
+        "metadata": {"resourceVersion": stored.metadata.resource_version},
         "spec": {"taints": [api_client.sanitize_for_serialization(t) for t in taints]},
     }
-    return core.patch_node(created.metadata.name, body)
+    return client.CoreV1Api(api_client).patch_node(stored.metadata.name, body)

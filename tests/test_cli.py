@@ -32,10 +32,9 @@ from common.operator_view import human_duration
 from common.pod import decode_pod
 from common.reservation import Reservation, decode, encode
 from tests.cluster import add_node, add_running_pod, cocoon_pod
-from tests.control_plane import build
 from tests.control_plane.launcher import ControlPlane
 from tests.control_plane.nodes import lift_not_ready_taint
-from tests.control_plane.pytest_plugin import unavailable
+from tests.control_plane.pytest_plugin import running
 from tests.kube_emulator.launcher import EmulatorProcess
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -94,19 +93,13 @@ def data_of(core: Any, name: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def real_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A control plane of this module's own: the tables list every cocoon node it has."""
-    try:
-        plane = ControlPlane.start(tmp_path_factory.mktemp("cli-control-plane"))
-    except build.ControlPlaneUnavailable as exc:
-        unavailable(str(exc))
-    try:
+    with running(tmp_path_factory.mktemp("cli-control-plane")) as plane:
         core = kubernetes.client.CoreV1Api(plane.api_client())
         for namespace in ("team-a", SYSTEM):
             core.create_namespace({"metadata": {"name": namespace}})
         # Pods are refused until the controller has made the namespace's ServiceAccount.
         wait_until(lambda: has_default_service_account(core, "team-a"), "team-a's ServiceAccount")
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(params=["emulator", pytest.param("real", marks=pytest.mark.control_plane)])

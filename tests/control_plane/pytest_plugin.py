@@ -15,9 +15,11 @@ lines of its logs; its processes are stopped first.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -66,13 +68,21 @@ def pytest_terminal_summary(
         )
 
 
-@pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+@contextlib.contextmanager
+def running(workdir: Path, **options: Any) -> Iterator[ControlPlane]:
+    """A control plane of a test's own (`options` as ControlPlane.start's), stopped on exit;
+    unavailable binaries skip the test outside CI."""
     try:
-        plane = ControlPlane.start(tmp_path_factory.mktemp("control-plane"))
+        plane = ControlPlane.start(workdir, **options)
     except build.ControlPlaneUnavailable as exc:
         unavailable(str(exc))
     try:
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    with running(tmp_path_factory.mktemp("control-plane")) as plane:
+        yield plane

@@ -149,7 +149,7 @@ def apis(box: Sandbox) -> tuple[client.CoreV1Api, client.AppsV1Api]:
 def test_apiserver_with_the_documented_certificate_is_served(with_certificate: Sandbox) -> None:
     core, apps = apis(with_certificate)
     pod = core.create_namespaced_pod("default", solo_pod())
-    assert pod.metadata.annotations[VM_NAME] == "vk-default-solo"
+    assert (pod.metadata.annotations or {}).get(VM_NAME) == "vk-default-solo"
     assert pod.spec.node_name in ("cocoon-a", "cocoon-b")
 
     apps.create_namespaced_deployment("default", demo_deployment(replicas=3))

@@ -18,7 +18,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.sandbox import VM_NAME, Sandbox, demo_deployment, sandbox
+from tests.real_cluster.harness import cocoon_pod, vm_name
+from tests.sandbox import Sandbox, demo_deployment, sandbox
 
 pytestmark = pytest.mark.control_plane
 
@@ -77,19 +78,15 @@ def of_webhook(annotations: dict[str, str], webhook: str) -> dict[str, str]:
 
 
 def bare_pod(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "annotations": annotations or {}},
-        "spec": {
-            "containers": [{"name": "agent", "image": "ghcr.io/cocoonstack/agent:1"}],
-            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
-        },
-    }
+    pod = cocoon_pod("default", name)
+    pod["metadata"]["annotations"] = annotations or {}
+    return pod
 
 
 def test_a_placement_is_in_the_audit_log(box: Sandbox) -> None:
     core = client.CoreV1Api(box.cluster.api_client())
     pod = core.create_namespaced_pod("default", bare_pod("solo"))
-    assert (pod.metadata.annotations or {}).get(VM_NAME) == "vk-default-solo"
+    assert vm_name(pod) == "vk-default-solo"
     annotations = audit_event(box, "create", "pods", "solo")["annotations"]
     assert of_webhook(annotations, MUTATE) == {
         f"{MUTATE}/vm-name": "vk-default-solo",
@@ -109,7 +106,7 @@ def test_a_pod_admitted_unplaced_has_the_reason_in_the_audit_log(box: Sandbox) -
     core = client.CoreV1Api(box.cluster.api_client())
     odd = bare_pod("odd", {"cocoonstack.io/pool": "no such/pool"})
     pod = core.create_namespaced_pod("default", odd)
-    assert VM_NAME not in pod.metadata.annotations
+    assert vm_name(pod) is None
     annotations = audit_event(box, "create", "pods", "odd")["annotations"]
     assert of_webhook(annotations, MUTATE) == {f"{MUTATE}/reason": "invalid pool 'no such/pool'"}
 

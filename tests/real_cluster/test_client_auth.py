@@ -24,7 +24,8 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.control_plane.launcher import ControlPlane
 from tests.pki import issue, make_ca
-from tests.sandbox import ROOT, VM_NAME, Sandbox, demo_deployment, sandbox
+from tests.real_cluster.harness import cocoon_pod, vm_name
+from tests.sandbox import ROOT, Sandbox, demo_deployment, sandbox
 
 pytestmark = pytest.mark.control_plane
 
@@ -120,16 +121,6 @@ def without_certificate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sa
         yield box
 
 
-def solo_pod() -> dict[str, Any]:
-    return {
-        "metadata": {"name": "solo"},
-        "spec": {
-            "containers": [{"name": "agent", "image": "ghcr.io/cocoonstack/agent:1"}],
-            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
-        },
-    }
-
-
 def fail_open_count(box: Sandbox, webhook: str) -> float:
     assert isinstance(box.cluster, ControlPlane)
     pattern = re.compile(
@@ -148,8 +139,8 @@ def apis(box: Sandbox) -> tuple[client.CoreV1Api, client.AppsV1Api]:
 
 def test_apiserver_with_the_documented_certificate_is_served(with_certificate: Sandbox) -> None:
     core, apps = apis(with_certificate)
-    pod = core.create_namespaced_pod("default", solo_pod())
-    assert (pod.metadata.annotations or {}).get(VM_NAME) == "vk-default-solo"
+    pod = core.create_namespaced_pod("default", cocoon_pod("default", "solo"))
+    assert vm_name(pod) == "vk-default-solo"
     assert pod.spec.node_name in ("cocoon-a", "cocoon-b")
 
     apps.create_namespaced_deployment("default", demo_deployment(replicas=3))
@@ -164,8 +155,8 @@ def test_apiserver_without_a_certificate_is_refused_and_failure_policies_apply(
     without_certificate: Sandbox,
 ) -> None:
     core, apps = apis(without_certificate)
-    pod = core.create_namespaced_pod("default", solo_pod())
-    assert VM_NAME not in (pod.metadata.annotations or {})
+    pod = core.create_namespaced_pod("default", cocoon_pod("default", "solo"))
+    assert vm_name(pod) is None
     assert not pod.spec.node_name
     # Called and refused, not skipped: kube-apiserver counts the failure it ignored.
     assert fail_open_count(without_certificate, "pods.mutate.cocoonstack.io") == 1

@@ -3,19 +3,22 @@
 # and FUNCTION_SOURCE), the standalone server (`cocoon-webhook`) and the CronJob sender
 # (`python -m common.tick`). Build: docker build -t ghcr.io/cocoonstack/cocoon-webhook:<version> .
 #
-# Pinned to a patch release; a release build should also pin the digest
-# (--build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:...). Both stages must use the same image:
-# the runtime venv links to its interpreter.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# The base is pinned by tag and digest: the digest is that of the multi-architecture index of
+# python:3.11.14-slim-bookworm as public Dockerfiles pin it (it was not pulled where this was written;
+# `docker buildx imagetools inspect python:3.11.14-slim-bookworm` shows the current one). Bumping the
+# tag means replacing both. Both stages must use the same image: the runtime venv links to its interpreter.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY common/ common/
-# Our wheel and every dependency as wheels, so the runtime stage installs offline and keeps no build tools.
-RUN python -m pip wheel --wheel-dir /wheels .
+# The dependencies first, from the lock alone: a code change reuses this layer. Wheels only, each checked
+# against the lock's hashes (requirements/runtime.txt, `make lock`), so the runtime stage installs offline
+# and keeps no build tools.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN python -m pip download --require-hashes --no-deps --only-binary=:all: --dest /wheels \
+    -r requirements/runtime.txt
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -25,12 +28,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    --mount=type=bind,source=requirements/runtime.txt,target=/tmp/runtime.txt \
     python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-index --find-links /wheels cocoon-webhook \
-    && /opt/venv/bin/pip uninstall --yes pip \
+    && /opt/venv/bin/pip install --no-index --find-links /wheels --require-hashes -r /tmp/runtime.txt \
     && groupadd --gid 65532 nonroot \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin nonroot
+# Then the code: our package alone, its dependencies already in place, built by the locked setuptools
+# (no build isolation: nothing is fetched). The source is bind-mounted read-write so the build's scratch
+# files are discarded with the mount; pip goes last, it is not needed at run time.
+RUN --mount=type=bind,source=.,target=/src,rw \
+    /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation /src \
+    && /opt/venv/bin/pip uninstall --yes pip
 # Function files are loaded by path (FUNCTION_SOURCE=/app/functions/<target>.py); they import `common`
 # from the venv.
 COPY functions/ /app/functions/

@@ -3,19 +3,33 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK := requirements/dev.txt
 
-.PHONY: help install run sandbox-check test lint format typecheck control-plane pytest bench fuzz clean debian-tools
+.PHONY: help install lock run sandbox-check test lint format typecheck control-plane pytest bench fuzz clean debian-tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml
+# Every dependency comes from the dev lock, pinned and hash-checked; the project itself goes on top
+# without dependencies and without build isolation (its build backend, setuptools, is in the lock too).
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the package with its dev tools
+install: $(STAMP) ## create .venv: the dev lock's pinned, hash-checked packages, then the project
+
+# pip-compile keeps the pins already in a lock and only resolves what changed; UPGRADE=1 re-resolves
+# everything to the newest allowed versions. The image installs the runtime lock (Dockerfile). Both
+# locks carry the build backend (setuptools), so the project itself builds without fetching anything.
+PIP_COMPILE = $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-find-links $(if $(filter 1,$(UPGRADE)),--upgrade)
+
+lock: $(STAMP) ## re-lock requirements/*.txt from pyproject.toml after changing a dependency (UPGRADE=1: newest versions)
+	$(PIP_COMPILE) --all-build-deps --output-file $(RUNTIME_LOCK) pyproject.toml
+	$(PIP_COMPILE) --all-build-deps --extra dev --output-file $(DEV_LOCK) pyproject.toml
 
 SANDBOX ?= 1
 PROMETHEUS ?= 0

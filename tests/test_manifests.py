@@ -1137,13 +1137,30 @@ def test_dockerfile() -> None:
     instructions = dockerfile_instructions()
     args = dict(a.split("=", 1) for k, a in instructions if k == "ARG")
     base = args["PYTHON_IMAGE"]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", base), base
+    # A tag for people, the digest for the build.
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?@sha256:[0-9a-f]{64}", base), base
     stages = [rest for k, rest in instructions if k == "FROM"]
     assert stages == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
     _, runtime_start = [i for i, (k, _) in enumerate(instructions) if k == "FROM"]
     build, runtime = instructions[:runtime_start], instructions[runtime_start:]
-    assert any(k == "RUN" and "pip wheel" in rest for k, rest in build)
-    assert any(k == "RUN" and "-m venv" in rest for k, rest in runtime)
+    # The build stage sees the runtime lock alone, so a code change reuses its dependency layer.
+    assert [rest for k, rest in build if k == "COPY"] == [
+        "requirements/runtime.txt requirements/runtime.txt"
+    ]
+    [fetch] = [rest for k, rest in build if k == "RUN"]
+    assert "pip download" in fetch
+    assert {"--require-hashes", "--only-binary=:all:", "-r requirements/runtime.txt"} <= {
+        *fetch.split(),
+        *re.findall(r"-r \S+", fetch),
+    }
+    runs = [rest for k, rest in runtime if k == "RUN"]
+    deps, code = runs
+    assert "-m venv" in deps
+    assert "--require-hashes -r /tmp/runtime.txt" in deps
+    assert "source=requirements/runtime.txt" in deps
+    assert "source=.," not in deps, "the dependency layer must not see the code"
+    assert "--no-deps" in code
+    assert "source=.," in code
     env = {}
     for keyword, rest in runtime:
         if keyword == "ENV":
@@ -1159,7 +1176,9 @@ def test_dockerfile() -> None:
     assert user.split(":")[0] == "65532"
     assert runtime[-1] == ("CMD", '["functions-framework"]')
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
-    assert {"!functions/", "!common/", "!pyproject.toml"} <= set(ignored)
+    assert {"!functions/", "!common/", "!pyproject.toml", "!requirements/runtime.txt"} <= set(
+        ignored
+    )
 
 
 def test_services_load_functions_from_the_image_path(knative: Index) -> None:

@@ -1115,6 +1115,14 @@ def test_func_yaml_agrees_with_cocoon_mutate(knative: Index) -> None:
     limits = dict(resources["limits"])
     assert limits.pop("concurrency") == spec["containerConcurrency"]
     assert limits == container["resources"]["limits"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounted = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    assert [
+        {"path": path, "emptyDir": volume["emptyDir"]} for path, volume in mounted.items()
+    ] == func["run"]["volumes"]
+    # func writes it as the pod's securityContext, which Knative rejects with its feature flag at
+    # the default; the container's settings live in knative/ only (docs/deploy.md).
+    assert "podSecurityContext" not in func["run"]
 
 
 # --- the image (SPEC 12.7) ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -243,13 +243,16 @@ def test_replies_do_not_wait_for_delayed_acks(server: Server) -> None:
     )
     connection.request("GET", "/healthz")
     connection.getresponse().read()
-    started = time.monotonic()
+    latencies = []
     for _ in range(20):
+        started = time.monotonic()
         connection.request("GET", "/healthz")
         assert connection.getresponse().read() == b"ok"
-    elapsed = time.monotonic() - started
+        latencies.append(time.monotonic() - started)
     connection.close()
-    assert elapsed < 0.4, f"20 keep-alive requests took {elapsed:.3f}s"
+    # A delayed ACK is a floor under every reply that load cannot lower, while load only adds to
+    # some: the fastest reply tells, not the sum.
+    assert min(latencies) < 0.03, f"fastest of 20 keep-alive requests took {min(latencies):.3f}s"
 
 
 def test_tls_port_does_not_speak_plain_http(server: Server) -> None:
@@ -423,14 +426,29 @@ def test_sigterm_lets_in_flight_reviews_finish_then_exits_zero(
     cluster: EmulatorProcess, pki: Pki
 ) -> None:
     cluster.reset()
-    # Each review's first affinity read takes 1.5 s, so all are in flight when SIGTERM lands.
+    # Affinity reads take 1.5 s (a batch may need two within the 4.5 s deadline), so all the
+    # reviews are in flight when SIGTERM lands.
     cluster.fault("GET", AFFINITY_CONFIGMAP, delay=1.5, times=4)
     env = server_env(cluster.kubeconfig, pki, MUTATE_DEADLINE="4500ms")
     with running(env, pki) as live:
         replies: list[tuple[int, dict[str, str], bytes]] = []
 
+        sent = threading.Semaphore(0)
+
         def call(index: int) -> None:
-            replies.append(live.https("POST", "/mutate", pod_review(f"uid-{index}"), timeout=20))
+            connection = http.client.HTTPSConnection(
+                "127.0.0.1", live.port, context=live.tls_context(), timeout=20
+            )
+            try:
+                body = json.dumps(pod_review(f"uid-{index}")).encode()
+                connection.request(
+                    "POST", "/mutate", body=body, headers={"Content-Type": "application/json"}
+                )
+                sent.release()
+                response = connection.getresponse()
+                replies.append((response.status, dict(response.getheaders()), response.read()))
+            finally:
+                connection.close()
 
         # An idle keep-alive connection, as the API server keeps: it must not hold up the exit.
         idle = http.client.HTTPSConnection(
@@ -441,16 +459,21 @@ def test_sigterm_lets_in_flight_reviews_finish_then_exits_zero(
         callers = [threading.Thread(target=call, args=(i,)) for i in range(4)]
         for caller in callers:
             caller.start()
-        time.sleep(0.7)
+        # Every review sent, and the first (delayed) affinity read under way: the reviews are past
+        # the listener, batched behind that read.
+        for _ in callers:
+            assert sent.acquire(timeout=20)
+        assert _wait_until(lambda: [fault["times"] for fault in cluster.pending_faults()] != [4]), (
+            "the reviews never reached the API"
+        )
         signalled = time.monotonic()
         live.process.process.send_signal(signal.SIGTERM)
         stopping = live.process.wait_for_log(lambda e: e["msg"] == "stopping", 5)
         assert stopping["inFlight"] == 4
 
-        time.sleep(0.3)  # the listeners close within uvicorn's 0.1 s tick
+        # The listeners close within uvicorn's 0.1 s tick, long before the reviews end.
         for port in (live.port, live.metrics_port):
-            with pytest.raises(ConnectionRefusedError):
-                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            assert _wait_until(lambda port=port: _refuses(port), 2), f"port {port} still open"
 
         code = live.process.process.wait(SHUTDOWN_GRACE_S + 5)
         elapsed = time.monotonic() - signalled
@@ -460,8 +483,9 @@ def test_sigterm_lets_in_flight_reviews_finish_then_exits_zero(
         idle.close()
 
     assert code == 0
-    # The reviews needed about 1 s more after the signal; nothing waited for the idle connection.
-    assert elapsed < 5, elapsed
+    # The reviews needed a few seconds more after the signal; nothing waited for the idle
+    # connection (it would have held the exit until the 15 s grace).
+    assert elapsed < SHUTDOWN_GRACE_S - 3, elapsed
     assert len(replies) == 4
     vm_names = set()
     for reply in replies:
@@ -507,7 +531,6 @@ def test_reviews_sent_through_a_sigterm_are_all_answered(
         assert response["allowed"] is (index % 2 == 0), (index, response)
 
 
-@pytest.mark.slow
 def test_grace_period_ends_a_request_that_never_completes(
     cluster: EmulatorProcess, pki: Pki
 ) -> None:
@@ -525,7 +548,8 @@ def test_grace_period_ends_a_request_that_never_completes(
         elapsed = time.monotonic() - signalled
         stuck.close()
     assert code == 0
-    assert SHUTDOWN_GRACE_S - 0.5 < elapsed < SHUTDOWN_GRACE_S + 1.5
+    # The lower bound is the behaviour; the upper one only leaves room for a loaded machine.
+    assert SHUTDOWN_GRACE_S - 0.5 < elapsed < SHUTDOWN_GRACE_S + 10
 
 
 # --- startup failures ----------------------------------------------------------------------------
@@ -615,34 +639,68 @@ def test_console_script_with_serve_subcommand(cluster: EmulatorProcess, pki: Pki
 # --- the reaper loop, in-process -----------------------------------------------------------------
 
 
-def test_reaper_loop_sweeps_at_start_then_every_interval_never_overlapping() -> None:
-    spans: list[tuple[float, float]] = []
-    active = threading.Semaphore(1)
+def _refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 20) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_reaper_loop_sweeps_at_start() -> None:
+    """The first sweep runs at once, not an interval later (an hour here)."""
+    started = threading.Event()
+    loop = ReaperLoop(lambda now: started.set(), 3600)
+    loop.start()
+    try:
+        assert started.wait(20), "no sweep at start"
+    finally:
+        loop.stop()
+    # The stop wakes the wait for the next tick instead of sleeping out the hour.
+    assert loop.join(20)
+
+
+def test_reaper_loop_never_overlaps_and_skips_the_ticks_a_long_sweep_covers() -> None:
+    interval = 0.3
+    starts: list[float] = []
+    overlaps: list[int] = []
+    active = threading.Lock()
 
     def sweep(now: datetime) -> None:
-        assert active.acquire(blocking=False), "sweeps overlapped"
-        started = time.monotonic()
-        # The second sweep outlasts two intervals: the ticks it covers are skipped, not queued.
-        time.sleep(0.5 if len(spans) == 1 else 0.01)
-        spans.append((started, time.monotonic()))
+        # Recorded, not asserted: the loop catches whatever a sweep raises.
+        if not active.acquire(blocking=False):
+            overlaps.append(len(starts))
+            return
+        starts.append(time.monotonic())
+        # The second sweep outlasts three intervals: the ticks it covers are skipped, not queued.
+        time.sleep(1.0 if len(starts) == 2 else 0)
         active.release()
 
-    loop = ReaperLoop(sweep, 0.2)
-    begun = time.monotonic()
+    loop = ReaperLoop(sweep, interval)
     loop.start()
-    time.sleep(1.1)
-    loop.stop()
-    assert loop.join(2)
-    starts = [start - begun for start, _ in spans]
-    assert starts[0] < 0.1, "first sweep at start"
-    assert 0.18 < starts[1] < 0.3, starts
-    # The second ran from 0.2 to 0.7: ticks 0.4 and 0.6 fall inside it; the next is at 0.8.
-    assert 0.78 < starts[2] < 0.95, starts
-    assert 0.98 < starts[3] < 1.1, starts
-    assert all(end <= later for (_, end), (later, _) in itertools.pairwise(spans))
+    try:
+        assert _wait_until(lambda: len(starts) >= 5), starts
+    finally:
+        loop.stop()
+    assert loop.join(20)
+    assert overlaps == []
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    # Never more often than the interval, however late a tick runs: a queued tick would start at
+    # once after the long sweep, and so would the ones behind it. (Lower bounds only: a loaded
+    # machine makes ticks late, never early.)
+    assert all(gap >= interval - 0.05 for gap in gaps), gaps
 
 
-def test_reaper_loop_survives_a_failing_sweep_and_stops_promptly() -> None:
+def test_reaper_loop_survives_a_failing_sweep() -> None:
     calls: list[datetime] = []
 
     def sweep(now: datetime) -> None:
@@ -651,10 +709,9 @@ def test_reaper_loop_survives_a_failing_sweep_and_stops_promptly() -> None:
 
     loop = ReaperLoop(sweep, 0.05)
     loop.start()
-    time.sleep(0.2)
-    stopped = time.monotonic()
-    loop.stop()
-    assert loop.join(1)
-    assert time.monotonic() - stopped < 0.1
-    assert len(calls) >= 3
+    try:
+        assert _wait_until(lambda: len(calls) >= 3), calls
+    finally:
+        loop.stop()
+    assert loop.join(20)
     assert all(now.tzinfo is not None for now in calls)

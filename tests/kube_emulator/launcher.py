@@ -171,6 +171,10 @@ class EmulatorProcess:
     def clear_faults(self) -> None:
         self._control("DELETE", "faults")
 
+    def pending_faults(self) -> list[dict[str, Any]]:
+        """Scripted faults not yet used up; a fault's `times` counts down as requests start."""
+        return self._control("GET", "faults")  # type: ignore[no-any-return]
+
     def compact(self) -> int:
         """Drop the watch event log: older resourceVersions then answer 410 Gone."""
         return int(self._control("POST", "compact")["compacted"])

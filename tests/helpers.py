@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -80,12 +82,25 @@ def patch_of(response: dict[str, Any]) -> list[dict[str, Any]]:
     return ops
 
 
+def metric(name: str, **labels: str) -> float:
+    """A sample of this process's default registry; 0 before its first increment."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def admission_count(handler: str, decision: str) -> float:
-    value = REGISTRY.get_sample_value(
-        "cocoon_webhook_admission_total", {"handler": handler, "decision": decision}
-    )
-    return value or 0.0
+    return metric("cocoon_webhook_admission_total", handler=handler, decision=decision)
 
 
 def total_admissions(handler: str) -> float:
     return sum(admission_count(handler, d) for d in ("allow", "deny", "error", "affinity_failed"))
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 20) -> bool:
+    """Poll `condition` until it holds (True) or `timeout_s` passes (False): a generous timeout
+    instead of a fixed sleep, so a loaded machine only makes the test slower."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import pytest
 from cryptography import x509
 
 from common.server import SHUTDOWN_GRACE_S, ReaperLoop
-from tests.helpers import COCOON_TOLERATION, patch_of, review, scale, workload
+from tests.helpers import COCOON_TOLERATION, patch_of, review, scale, wait_until, workload
 from tests.kube_emulator.launcher import EmulatorProcess
 from tests.sandbox import Pki, ServerExited, ServerProcess, server_env
 
@@ -463,7 +463,7 @@ def test_sigterm_lets_in_flight_reviews_finish_then_exits_zero(
         # the listener, batched behind that read.
         for _ in callers:
             assert sent.acquire(timeout=20)
-        assert _wait_until(lambda: [fault["times"] for fault in cluster.pending_faults()] != [4]), (
+        assert wait_until(lambda: [fault["times"] for fault in cluster.pending_faults()] != [4]), (
             "the reviews never reached the API"
         )
         signalled = time.monotonic()
@@ -473,7 +473,7 @@ def test_sigterm_lets_in_flight_reviews_finish_then_exits_zero(
 
         # The listeners close within uvicorn's 0.1 s tick, long before the reviews end.
         for port in (live.port, live.metrics_port):
-            assert _wait_until(lambda port=port: _refuses(port), 2), f"port {port} still open"
+            assert wait_until(lambda port=port: _refuses(port), 2), f"port {port} still open"
 
         code = live.process.process.wait(SHUTDOWN_GRACE_S + 5)
         elapsed = time.monotonic() - signalled
@@ -647,15 +647,6 @@ def _refuses(port: int) -> bool:
     return False
 
 
-def _wait_until(condition: Callable[[], bool], timeout_s: float = 20) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_reaper_loop_sweeps_at_start() -> None:
     """The first sweep runs at once, not an interval later (an hour here)."""
     started = threading.Event()
@@ -688,7 +679,7 @@ def test_reaper_loop_never_overlaps_and_skips_the_ticks_a_long_sweep_covers() ->
     loop = ReaperLoop(sweep, interval)
     loop.start()
     try:
-        assert _wait_until(lambda: len(starts) >= 5), starts
+        assert wait_until(lambda: len(starts) >= 5), starts
     finally:
         loop.stop()
     assert loop.join(20)
@@ -710,7 +701,7 @@ def test_reaper_loop_survives_a_failing_sweep() -> None:
     loop = ReaperLoop(sweep, 0.05)
     loop.start()
     try:
-        assert _wait_until(lambda: len(calls) >= 3), calls
+        assert wait_until(lambda: len(calls) >= 3), calls
     finally:
         loop.stop()
     assert loop.join(20)

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from common.affinity import MAX_ATTEMPTS, AffinityStore
+from common.affinity import MAX_ATTEMPTS, NODE_PODS_TTL_S, AffinityStore
 from common.decisions.mutate import Draft, Failed, Intent, plan
 from common.kube import ConfigMap, KubeError, Unreachable
 from common.pod import decode_pod
-from common.reservation import Reservation, decode, encode
+from common.reservation import Reservation, data_bytes, decode, encode
 from tests.fakes import FakeKube
-from tests.helpers import COCOON_TOLERATION
+from tests.helpers import COCOON_TOLERATION, metric
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 WINDOW = timedelta(seconds=30)
@@ -318,3 +318,55 @@ def test_concurrent_admissions_share_one_write(kube: FakeKube) -> None:
     assert sorted(stored(kube)) == sorted(f"ns.demo.{slot}" for slot in range(10))
     # The first admission wrote alone; the nine that queued behind it shared one write.
     assert kube.calls.count("create_configmap") + kube.calls.count("replace_configmap") == 2
+
+
+# --- what the process keeps and shows ------------------------------------------------------------
+
+
+def test_node_pod_lists_are_reused_for_their_ttl_then_read_again(
+    store: AffinityStore, kube: FakeKube, clock: Clock
+) -> None:
+    lists: list[tuple[str, str]] = []
+    plain_list_pods = kube.list_pods
+
+    def recording(namespace: str | None, field_selector: str, timeout: float) -> Any:
+        node = field_selector.partition("spec.nodeName=")[2].partition(",")[0]
+        lists.append((namespace or "", node))
+        return plain_list_pods(namespace, field_selector, timeout)
+
+    kube.list_pods = recording  # type: ignore[method-assign]
+
+    def nodes_listed_by(name: str) -> list[str]:
+        before = len(lists)
+        reserved(store.reserve(pod_intent(name, rs=None), clock.mono + 3, dry_run=False))
+        return sorted(node for _, node in lists[before:] if node)
+
+    assert nodes_listed_by("first") == ["cocoon-a", "cocoon-b"]
+    clock.mono += NODE_PODS_TTL_S * 0.9
+    assert nodes_listed_by("second") == []  # the lists read for "first" still serve
+    clock.mono += NODE_PODS_TTL_S * 0.2
+    assert nodes_listed_by("third") == ["cocoon-a", "cocoon-b"]
+
+
+def test_reservations_conflicts_and_pool_size_are_exported(
+    store: AffinityStore, kube: FakeKube, clock: Clock
+) -> None:
+    """Dashboards and alerts read these names (knative/monitoring/)."""
+    pool = {"pool": "default"}
+    reservations = metric("cocoon_webhook_affinity_reservations_total", **pool)
+    conflicts = metric("cocoon_webhook_affinity_conflicts_total", **pool)
+    store.reserve(pod_intent("one", rs=None), clock.mono + 3, dry_run=False)
+
+    def rival_writes() -> None:
+        kube.configmaps[CM].resource_version += "0"
+
+    kube.script["replace_configmap"] = [rival_writes]
+    store.reserve(pod_intent("two", rs=None), clock.mono + 3, dry_run=False)
+    assert metric("cocoon_webhook_affinity_reservations_total", **pool) == reservations + 2
+    assert metric("cocoon_webhook_affinity_conflicts_total", **pool) == conflicts + 1
+    data = kube.configmaps[CM].data
+    assert metric("cocoon_webhook_affinity_entries", **pool) == len(data) == 2
+    assert metric("cocoon_webhook_affinity_configmap_bytes", **pool) == data_bytes(data)
+    # A dry run plans but stores nothing: no reservation counted.
+    store.reserve(pod_intent("three", rs=None), clock.mono + 3, dry_run=True)
+    assert metric("cocoon_webhook_affinity_reservations_total", **pool) == reservations + 2

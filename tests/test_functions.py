@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -203,22 +204,42 @@ envelopes = st.fixed_dictionaries(
 )  # fmt: skip
 
 
-def _check_reply(response: Any) -> None:
+def _check_reply(response: Any, sent: bytes) -> None:
     assert response.status_code in (200, 400), response.text
+    try:
+        body = json.loads(sent)
+    except ValueError:
+        body = None
     if response.status_code == 400:
         assert response.text and "\n" not in response.text
         assert "Traceback" not in response.text
-    else:
-        document = response.json()
-        assert document["kind"] == "AdmissionReview"
-        assert isinstance(document["response"]["allowed"], bool)
+        return
+    # Only an AdmissionReview gets a verdict, and the verdict answers that review.
+    assert isinstance(body, dict), sent
+    assert body["apiVersion"] == "admission.k8s.io/v1"
+    assert body["kind"] == "AdmissionReview"
+    request = body["request"]
+    assert isinstance(request, dict)
+    document = response.json()
+    assert document["apiVersion"] == "admission.k8s.io/v1"
+    assert document["kind"] == "AdmissionReview"
+    answer = document["response"]
+    assert answer["uid"] == request["uid"]
+    assert isinstance(answer["allowed"], bool)
+    if not answer["allowed"]:
+        assert answer["status"]["message"].startswith("cocoon-webhook: "), answer
+    if "patch" in answer:
+        assert answer["patchType"] == "JSONPatch"
+        operations = json.loads(base64.b64decode(answer["patch"]))
+        assert operations
+        assert all(op["op"] in {"add", "replace"} for op in operations), operations
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=envelopes, target=st.sampled_from(sorted(FUZZ_TARGETS)))
 def test_random_reviews_get_an_answer(body: dict[str, Any], target: str) -> None:
-    client = _CLIENTS[target]
-    _check_reply(client.post(FUZZ_TARGETS[target], content=json.dumps(body).encode()))
+    sent = json.dumps(body).encode()
+    _check_reply(_CLIENTS[target].post(FUZZ_TARGETS[target], content=sent), sent)
 
 
 @settings(max_examples=100, deadline=None)
@@ -230,7 +251,7 @@ def test_random_reviews_get_an_answer(body: dict[str, Any], target: str) -> None
 def test_mangled_bodies_get_an_answer(raw: bytes, cut: int, target: str) -> None:
     valid = json.dumps(review(workload(1), workload(3))).encode()
     body = valid[:cut] + raw + valid[cut:]
-    _check_reply(_CLIENTS[target].post(FUZZ_TARGETS[target], content=body))
+    _check_reply(_CLIENTS[target].post(FUZZ_TARGETS[target], content=body), body)
 
 
 _CLIENTS: dict[str, TestClient] = {}

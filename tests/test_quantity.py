@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -126,6 +127,58 @@ def test_every_json_number_text_is_a_quantity(number: float) -> None:
     assert is_quantity_value(number)
 
 
-@given(st.text(max_size=20))
-def test_is_quantity_is_total(text: str) -> None:
-    assert isinstance(is_quantity(text), bool)
+# The pattern controller-gen writes into CRD schemas for a resource.Quantity field: an independent
+# statement of the grammar. It is looser than ParseQuantity in one way, which the oracle adds: an
+# exponent is an integer that fits an int64 (the pattern lets "1e1.5" through).
+_CRD_PATTERN = re.compile(
+    r"(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](?P<exponent>(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+)))))?"
+)
+
+
+def parse_quantity_accepts(text: str) -> bool:
+    match = _CRD_PATTERN.fullmatch(text)
+    if match is None:
+        return False
+    exponent = match.group("exponent")
+    if exponent is None:
+        return True
+    if not re.fullmatch(r"[+-]?[0-9]{1,25}", exponent):
+        return False
+    return -(2**63) <= int(exponent) <= 2**63 - 1
+
+
+@given(
+    st.text(max_size=20)
+    # near misses: wrong case, stray units, fractional or oversized exponents, spaces
+    | st.from_regex(
+        r"[+-]{0,2}[0-9.]{0,4}([KMGTPEkmgtpe][iIB]?|[eE][+-]?[0-9.]{0,22}|[numkMGTPEiB ]{0,2})",
+        fullmatch=True,
+    )
+    | st.from_regex(_CRD_PATTERN, fullmatch=True)
+)
+def test_is_quantity_agrees_with_the_crd_pattern(text: str) -> None:
+    assert is_quantity(text) is parse_quantity_accepts(text)
+
+
+_UNIT_LETTERS = "KMGTPEkmgtpenuiIB"
+_NEAR_SUFFIXES = [
+    "",
+    *_UNIT_LETTERS,
+    *(a + b for a in _UNIT_LETTERS for b in _UNIT_LETTERS),
+    *("e3", "E-3", "e+3", "e", "e+", "e1.5", "e.5", "e3Gi"),
+    *("e9223372036854775807", "e9223372036854775808"),
+    *("e-9223372036854775808", "e-9223372036854775809"),
+]
+
+
+def test_is_quantity_agrees_with_the_crd_pattern_on_every_near_miss() -> None:
+    """Every sign, number shape and one- or two-letter unit: the table a property test samples."""
+    disagreements = [
+        text
+        for sign in ("", "+", "-", "--")
+        for number in ("1", "1.", ".5", "01.50", "", ".")
+        for suffix in _NEAR_SUFFIXES
+        if is_quantity(text := sign + number + suffix) is not parse_quantity_accepts(text)
+    ]
+    assert disagreements == []

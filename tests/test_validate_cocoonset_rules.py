@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 from typing import Any
 
 import pytest
@@ -465,13 +466,39 @@ def test_decode_only_raises_spec_decode_error(obj: Any) -> None:
         assert error.reason
         assert "\n" not in error.reason
     else:
-        assert isinstance(spec_errors(spec), list)
+        errors = spec_errors(spec)
+        # Each rule names the field it is about, on one line.
+        assert all(e.startswith("spec.") and "\n" not in e for e in errors), errors
 
 
 @given(st.sampled_from(["CREATE", "UPDATE", "DELETE"]), _shaped.map(cs), _shaped.map(cs))
 def test_decide_always_answers(operation: str, obj: Any, old: Any) -> None:
     verdict = decide(operation, obj, old)
     assert verdict.allowed or verdict.message.startswith("cocoon-webhook: ")
+    if operation == "DELETE":
+        assert verdict.allowed
+    # An UPDATE that keeps the spec passes whatever the spec holds; one that changes it is judged
+    # as a CREATE of the new object would be.
+    assert decide("UPDATE", obj, obj).allowed
+    new_spec, old_spec = obj.get("spec"), old.get("spec")
+    if (
+        operation == "UPDATE"
+        and new_spec != old_spec
+        and _canonical(new_spec) != _canonical(old_spec)
+    ):
+        assert verdict == decide("CREATE", obj, None)
+    # A CREATE passes exactly when the spec decodes and breaks no rule.
+    created = decide("CREATE", obj, None)
+    try:
+        spec = decode_spec(obj)
+    except SpecDecodeError:
+        assert not created.allowed
+    else:
+        assert created.allowed is (spec_errors(spec) == [])
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 # --- spec_errors ---------------------------------------------------------------------------------

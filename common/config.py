@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from common.decisions.validate_cocoonset import go_quote
+from common.gocompat import TRACE, go_quote
 
 # --- Go durations -----------------------------------------------------------------------------
 
@@ -143,8 +143,6 @@ def format_go_duration(ns: int) -> str:
 
 # --- Log levels -------------------------------------------------------------------------------
 
-# Below DEBUG, so `trace` records vanish under `debug` as they do in zerolog.
-TRACE: Final = 5
 # Above every level anything logs at: `disabled` silences even critical records.
 DISABLED: Final = logging.CRITICAL + 10
 
@@ -184,11 +182,6 @@ def parse_log_level(text: str) -> str:
         if number in _NUMERIC_LEVELS:
             return _NUMERIC_LEVELS[number]
     raise ValueError(LEVEL_FORM)
-
-
-def log_level_from(name: str) -> int:
-    """The Python logging level for a WEBHOOK_LOG_LEVEL value; ValueError if it names none."""
-    return _LEVELS[parse_log_level(name)]
 
 
 # --- Addresses --------------------------------------------------------------------------------
@@ -260,7 +253,6 @@ class ConfigError(ValueError):
 class Settings:
     kubeconfig: str | None
     log_level: int
-    log_level_name: str
     tls_cert: str
     tls_key: str
     listen_addr: tuple[str, int]
@@ -348,7 +340,6 @@ class Settings:
         return cls(
             kubeconfig=kubeconfig,
             log_level=_LEVELS[level_name],
-            log_level_name=level_name,
             tls_cert=tls_cert,
             tls_key=tls_key,
             listen_addr=listen_addr,

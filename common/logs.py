@@ -8,7 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-TRACE = 5
+from common.gocompat import TRACE
+
 logging.addLevelName(TRACE, "TRACE")
 
 _LEVEL_NAMES = {

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
+from common.gocompat import is_dns1123_subdomain
+
 # A pod is a cocoon pod when it tolerates this key; operator, value and effect do not matter.
 TOLERATION_KEY = "virtual-kubelet.io/provider"
 
@@ -49,10 +51,7 @@ GENERATED_SUFFIX_LEN = 5
 GENERATED_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 _LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
-_DNS1123_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN = re.compile(rf"{_DNS1123_LABEL}(?:\.{_DNS1123_LABEL})*")
 _MAX_LABEL_VALUE_LEN = 63
-_MAX_SUBDOMAIN_LEN = 253
 _HASH_HEX_LEN = 16
 
 # SystemRandom is thread-safe and needs no seeding; names must not clash, they need not be secret.
@@ -84,7 +83,7 @@ def is_valid_pool(pool: str) -> bool:
     if len(pool) > _MAX_LABEL_VALUE_LEN or not _LABEL_VALUE.fullmatch(pool):
         return False
     name = affinity_configmap_name(pool)
-    return len(name) <= _MAX_SUBDOMAIN_LEN and _DNS1123_SUBDOMAIN.fullmatch(name) is not None
+    return is_dns1123_subdomain(name)
 
 
 def deployment_key(namespace: str, deployment: str, slot: int) -> str:

@@ -12,10 +12,6 @@ resource.Quantity's, the one the CRD schema also enforces on `storage` and `reso
 from __future__ import annotations
 
 import re
-from typing import Any
-
-BINARY_SUFFIXES = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
-DECIMAL_SUFFIXES = ("n", "u", "m", "", "k", "M", "G", "T", "P", "E")
 
 # An exponent must fit in an int64, as strconv.ParseInt demands; no real size comes close.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -47,16 +43,3 @@ def is_quantity(text: str) -> bool:
     if len(exponent.lstrip("+-").lstrip("0")) > 19:
         return False
     return _INT64_MIN <= int(exponent) <= _INT64_MAX
-
-
-def is_quantity_value(value: Any) -> bool:
-    """True for a JSON value that decodes as a quantity: a quantity string or any JSON number.
-
-    A JSON number is always valid: its grammar is a subset of the quantity grammar. `bool` is a
-    subclass of `int` in Python but `true` is not a number in JSON, so it is rejected.
-    """
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
-    return isinstance(value, str) and is_quantity(value)

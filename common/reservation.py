@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common import strict_json
+from common.gocompat import go_len
 from common.naming import bare_key, deployment_key
 
 # Kubernetes caps a ConfigMap's data at 1 MiB; counted as key plus value UTF-8 bytes.
@@ -160,12 +161,7 @@ def decode_entries(
 
 def data_bytes(data: Mapping[str, str]) -> int:
     """What counts against CONFIGMAP_DATA_LIMIT: key plus value UTF-8 bytes of every entry."""
-    return sum(_utf8_len(key) + _utf8_len(value) for key, value in data.items())
-
-
-def _utf8_len(text: str) -> int:
-    # surrogatepass: a `\ud800` escape decodes to a lone surrogate; count it rather than crash.
-    return len(text.encode("utf-8", "surrogatepass"))
+    return sum(go_len(key) + go_len(value) for key, value in data.items())
 
 
 def _optional_string(doc: dict[str, Any], name: str) -> str | None:

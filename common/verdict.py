@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from common.gocompat import cut
+
 WARNING_PREFIX = "cocoon-webhook: "
 # auditAnnotations keys. The API server files each under `<webhook name>/<key>` and drops (with
 # a log line) any whose combined form is not a qualified name, so a key must be a qualified name's
@@ -75,14 +77,9 @@ def patched(patch: tuple[PatchOp, ...], warnings: tuple[str, ...] = ()) -> Verdi
 
 def quoted(value: str) -> str:
     """Double-quote a value for a warning, cutting long ones so the line stays readable."""
-    if len(value) > MAX_QUOTED_CHARS:
-        value = value[: MAX_QUOTED_CHARS - 1] + "…"
-    return f'"{value}"'
+    return f'"{cut(value, MAX_QUOTED_CHARS)}"'
 
 
 def warning(text: str) -> str:
     """A one-line `cocoon-webhook: ` warning of at most 120 characters."""
-    line = WARNING_PREFIX + " ".join(text.split())
-    if len(line) > MAX_WARNING_CHARS:
-        line = line[: MAX_WARNING_CHARS - 1] + "…"
-    return line
+    return cut(WARNING_PREFIX + " ".join(text.split()), MAX_WARNING_CHARS)

@@ -22,7 +22,6 @@ from common.config import (
     DurationError,
     Settings,
     format_go_duration,
-    log_level_from,
     parse_address,
     parse_go_duration,
     parse_log_level,
@@ -208,8 +207,8 @@ def test_parse_only_raises_duration_error(text: str) -> None:
         pytest.param("003", logging.ERROR, id="numeric-leading-zeros"),
     ],
 )
-def test_log_level_from(text: str, level: int) -> None:
-    assert log_level_from(text) == level
+def test_log_level_setting(text: str, level: int) -> None:
+    assert Settings.from_env({"WEBHOOK_LOG_LEVEL": text}).log_level == level
 
 
 @pytest.mark.parametrize(
@@ -244,9 +243,9 @@ def test_level_ordering() -> None:
         pytest.param("9" * 5000, id="huge-number"),
     ],
 )
-def test_log_level_from_rejects(text: str) -> None:
+def test_parse_log_level_rejects(text: str) -> None:
     with pytest.raises(ValueError) as caught:
-        log_level_from(text)
+        parse_log_level(text)
     assert (
         str(caught.value) == "want trace, debug, info, warn, error, fatal, panic, disabled or -1..5"
     )
@@ -298,7 +297,6 @@ def test_defaults() -> None:
     assert Settings.from_env({}) == Settings(
         kubeconfig=None,
         log_level=logging.INFO,
-        log_level_name="info",
         tls_cert="/etc/cocoon/webhook/certs/tls.crt",
         tls_key="/etc/cocoon/webhook/certs/tls.key",
         listen_addr=("", 8443),
@@ -349,7 +347,7 @@ def test_empty_values_mean_defaults() -> None:
     [
         pytest.param({"KUBECONFIG": "/a:/b"}, "kubeconfig", "/a:/b", id="kubeconfig"),
         pytest.param({"WEBHOOK_LOG_LEVEL": "DEBUG"}, "log_level", logging.DEBUG, id="level"),
-        pytest.param({"WEBHOOK_LOG_LEVEL": "2"}, "log_level_name", "warn", id="level-name"),
+        pytest.param({"WEBHOOK_LOG_LEVEL": "2"}, "log_level", logging.WARNING, id="level-number"),
         pytest.param({"TLS_CERT": "/c.pem"}, "tls_cert", "/c.pem", id="tls-cert"),
         pytest.param({"TLS_KEY": "/k.pem"}, "tls_key", "/k.pem", id="tls-key"),
         pytest.param(

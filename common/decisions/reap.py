@@ -51,8 +51,7 @@ class Outcome(StrEnum):
 # A pool this full releases never-confirmed claims at once (`unconfirmed_horizon`).
 PRESSURE_BYTES = CONFIGMAP_DATA_LIMIT * 4 // 5
 
-# What each outcome does to the value stored under its key.
-_REWRITES = frozenset({Outcome.CLEARED, Outcome.MARKED})
+# The outcomes that remove the entry stored under their key.
 _REMOVES = frozenset({Outcome.RELEASED, Outcome.UNCONFIRMED_RELEASED, Outcome.MALFORMED_RELEASED})
 
 

@@ -1,0 +1,76 @@
+"""common.gocompat: text the way Go and Kubernetes handle it."""
+
+from __future__ import annotations
+
+import ast
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.gocompat import TRACE, cut, go_len, go_quote, is_dns1123_subdomain
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        pytest.param("plain", '"plain"', id="plain"),
+        pytest.param('say "hi"\\', '"say \\"hi\\"\\\\"', id="quote-and-backslash"),
+        pytest.param("a\tb\n", '"a\\tb\\n"', id="named-escapes"),
+        pytest.param("\x00\x1b\x7f", '"\\x00\\x1b\\x7f"', id="ascii-controls"),
+        pytest.param("é ü 名", '"é ü 名"', id="printable-unicode-kept"),
+        pytest.param("\u200b", '"\\u200b"', id="format-character"),
+        pytest.param("\U000e0001", '"\\U000e0001"', id="astral-non-printable"),
+        pytest.param("\ud800", '"\ufffd"', id="lone-surrogate-as-go-holds-it"),
+    ],
+)
+def test_go_quote_matches_strconv_quote(value: str, quoted: str) -> None:
+    assert go_quote(value) == quoted
+
+
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"])))
+def test_go_quote_round_trips_as_a_python_literal(value: str) -> None:
+    # Go's escapes are a subset of Python's, so a quoted value reads back as itself, on one line.
+    quoted = go_quote(value)
+    assert "\n" not in quoted
+    assert ast.literal_eval(quoted) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "length"),
+    [("abc", 3), ("é", 2), ("名", 3), ("🙂", 4), ("\ud800", 3), ("", 0)],
+)
+def test_go_len_counts_utf8_bytes(text: str, length: int) -> None:
+    assert go_len(text) == length
+
+
+def test_cut_keeps_short_text_and_ends_long_text_with_an_ellipsis() -> None:
+    assert cut("abc", 3) == "abc"
+    assert cut("abcd", 3) == "ab…"
+    assert len(cut("x" * 500, 40)) == 40
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("cocoon-affinity-default", True),
+        ("a.b-c.d", True),
+        ("0", True),
+        ("a" * 253, True),
+        ("a" * 254, False),
+        ("", False),
+        ("A", False),
+        ("-a", False),
+        ("a-", False),
+        ("a..b", False),
+        ("a_b", False),
+        ("é", False),
+    ],
+)
+def test_is_dns1123_subdomain(value: str, valid: bool) -> None:
+    assert is_dns1123_subdomain(value) is valid
+
+
+def test_trace_is_below_debug() -> None:
+    assert TRACE < logging.DEBUG

@@ -127,3 +127,20 @@ def test_all_ready_reports_the_first_failing_check() -> None:
         False,
         "not ready: shutting down",
     )
+
+
+@pytest.mark.parametrize(
+    ("idle_s", "probes"),
+    [(health.RECENT_SUCCESS_S - 1, []), (health.RECENT_SUCCESS_S + 1, ["server_version"])],
+    ids=["inside-the-window", "past-the-window"],
+)
+def test_the_recent_success_window(idle_s: float, probes: list[str]) -> None:
+    """An answer less than RECENT_SUCCESS_S (10 s) old spares the probe; an older one does not."""
+    kube = FakeKube()
+    kube._last_success = time.monotonic() - idle_s
+    asyncio.run(probe_once(health.ApiWatch(kube)))
+    assert kube.calls == probes
+
+
+def test_the_window_is_ten_seconds() -> None:
+    assert health.RECENT_SUCCESS_S == 10.0  # the figure docs/operations.md gives

@@ -221,7 +221,6 @@ def refused_total() -> float:
     return value or 0.0
 
 
-@pytest.mark.slow
 def test_flood_of_forged_reviews_leaves_room_for_a_real_pod(emulator: Any) -> None:
     core = kubernetes.client.CoreV1Api(emulator.api_client())
     core.create_namespace({"metadata": {"name": "team"}})

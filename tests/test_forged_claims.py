@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 import kubernetes
-import pytest
 from prometheus_client import REGISTRY
 
 from common.decisions.mutate import REASON_FULL, REASON_UNCONFIRMED, Draft, Failed

@@ -18,10 +18,21 @@ Transient API failures (no answer, 429, 5xx) are retried through `common.retry`,
 on the guarded write alike; a retried write that had landed gets a 409 and the re-read finds
 its entries already there. Those retries and the conflict rounds draw from one budget per
 admission: its deadline, and MAX_ATTEMPTS tries beyond the first.
+
+Reads come from the watch-fed caches (`common.cache`) when the process has them and they are
+current: the pool's nodes, the namespace's pods, the pods of each candidate node and the
+ConfigMap itself, so an admission costs one request, the guarded write. A conflict re-reads
+the ConfigMap directly (one GET) and re-plans. When a cache has been silent past its limit, the
+admission reads everything directly, as without caches, and says so (log, metric).
+
+A pool past one ConfigMap (docs/pools.md): each admission's batch is that of its identity's
+home ConfigMap; a batch on the pool's first ConfigMap sends on the tickets whose home turned
+out to be a shard.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -31,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from common import metrics
+from common.cache import ClusterCaches
 from common.decisions.mutate import (
     MAX_UNCONFIRMED_PER_NAMESPACE,
     REASON_CONFLICTS,
@@ -43,11 +55,26 @@ from common.decisions.mutate import (
     plan_entry,
     reason_api_error,
 )
+from common.decisions.shards import (
+    SHARDS,
+    Identity,
+    home_shard,
+    identities,
+    shard_count,
+    should_split,
+)
 from common.kube import AlreadyExists, ConfigMap, Conflict, KubeApi, KubeError, NotFound
 from common.logs import get_logger
-from common.naming import AFFINITY_NAMESPACE, POOL_KEY, affinity_configmap_name, affinity_labels
-from common.pod import NodeView, PodSummary, nodes_from_json, pods_from_json
-from common.reservation import data_bytes
+from common.naming import (
+    AFFINITY_NAMESPACE,
+    POOL_KEY,
+    SHARDS_ANNOTATION,
+    affinity_configmap_name,
+    affinity_labels,
+    affinity_shard_name,
+)
+from common.pod import NodePods, NodeView, PodSummary, nodes_from_json, pods_from_json
+from common.reservation import Reservation, data_bytes, decode_entries
 from common.retry import Budget, DeadlineExceeded, Retrier
 
 # Retries an admission may make, within its deadline: lost writes and transient failures
@@ -65,6 +92,8 @@ NODE_PODS_TTL_S = 1.0
 NODE_LIST_WORKERS = 8
 
 _log = get_logger("affinity")
+# A fallback to direct reads is logged once per this many seconds, not once per admission.
+FALLBACK_LOG_EVERY_S = 30.0
 
 
 def _failure(exc: KubeError) -> Failed:
@@ -79,7 +108,7 @@ class _Snapshots:
 
     live_pods: Sequence[PodSummary] | None = None
     nodes: Sequence[NodeView] = ()
-    node_pods: dict[str, Sequence[PodSummary]] = field(default_factory=dict)
+    node_pods: dict[str, NodePods] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,6 +118,9 @@ class _Ticket:
     intent: Intent
     snapshots: _Snapshots
     deadline: float
+    cached: bool = False  # reads come from the caches (else: direct API reads)
+    home: str = ""  # the ConfigMap (shard) holding this identity's entries
+    other_claims: Sequence[Reservation] = ()  # the pool's other shards' claims in flight
     result: Draft | Failed | None = None
     attempts: int = 0  # retries made for it: writes lost to a conflict, transient failures
     abandoned: bool = False  # its caller gave up waiting; a leader must not start on it
@@ -118,7 +150,7 @@ class _Pool:
     leader: threading.Lock = field(default_factory=threading.Lock)
     guard: threading.Lock = field(default_factory=threading.Lock)
     waiting: list[_Ticket] = field(default_factory=list)
-    node_pods: dict[str, Sequence[PodSummary]] = field(default_factory=dict)
+    node_pods: dict[str, NodePods] = field(default_factory=dict)
     node_pods_at: float = 0.0
 
 
@@ -131,15 +163,20 @@ class AffinityStore:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         max_unconfirmed: int = MAX_UNCONFIRMED_PER_NAMESPACE,
+        caches: ClusterCaches | None = None,
     ) -> None:
         self._kube = kube
         self._max_unconfirmed = max_unconfirmed
+        self._caches = caches
+        self._fallback_logged_at: float | None = None
         self._sleep = sleep
         self._window = window
         self._clock = clock
         self._monotonic = monotonic
         self._pools: dict[str, _Pool] = {}
         self._pools_guard = threading.Lock()
+        self._decoded: dict[str, tuple[str, list[Reservation]]] = {}
+        self._first_identities: dict[str, tuple[str, frozenset[Identity]]] = {}
         self._node_lister = ThreadPoolExecutor(NODE_LIST_WORKERS, "node-pods")
         self._retrier = Retrier("mutate", monotonic=monotonic, sleep=sleep)
 
@@ -150,8 +187,9 @@ class AffinityStore:
     def reserve(self, intent: Intent, deadline: float, dry_run: bool) -> Draft | Failed:
         """Plan and (unless dry run) store the pod's entry, or say why not; never raises."""
         try:
-            ticket = _Ticket(intent, _Snapshots(), deadline)
+            ticket = _Ticket(intent, _Snapshots(), deadline, cached=self._caches_usable())
             self._snapshots(ticket)
+            self._find_home(ticket)
             if dry_run:
                 return self._dry_run(ticket)
             return self._reserve(ticket)
@@ -162,37 +200,117 @@ class AffinityStore:
                 return Failed(REASON_DEADLINE)
             return _failure(exc)
 
+    def _caches_usable(self) -> bool:
+        if self._caches is None:
+            return False
+        self._caches.ensure_started()
+        stale = self._caches.stale()
+        if not stale:
+            return True
+        metrics.CACHE_FALLBACKS_TOTAL.inc()
+        now = self._monotonic()
+        if (
+            self._fallback_logged_at is None
+            or now - self._fallback_logged_at > FALLBACK_LOG_EVERY_S
+        ):
+            self._fallback_logged_at = now
+            _log.warning(
+                "caches not current; reading from the API directly",
+                extra={"caches": ",".join(stale), "limitS": self._caches.max_silence_s},
+            )
+        return False
+
     def _snapshots(self, ticket: _Ticket) -> None:
         # Read before joining the batch, so admissions overlap their LISTs and serialise only
         # their read-plan-write.
         intent = ticket.intent
-        raw_nodes = self._retrier.call(
-            ticket, lambda timeout: self._kube.list_nodes(f"{POOL_KEY}={intent.pool}", timeout)
-        )
-        ticket.snapshots.nodes = nodes_from_json(raw_nodes)
+        if ticket.cached:
+            assert self._caches is not None
+            ticket.snapshots.nodes = self._caches.nodes.in_pool(intent.pool)
+        else:
+            raw_nodes = self._retrier.call(
+                ticket, lambda timeout: self._kube.list_nodes(f"{POOL_KEY}={intent.pool}", timeout)
+            )
+            ticket.snapshots.nodes = nodes_from_json(raw_nodes)
         if intent.needs_live_pods:
             ticket.snapshots.live_pods = self._namespace_pods(intent.namespace, ticket)
 
+    def _find_home(self, ticket: _Ticket) -> None:
+        """Which of the pool's ConfigMaps holds this identity (common.decisions.shards), from
+        the cached first ConfigMap. Without caches the pool's first ConfigMap is tried first:
+        its batch reads it anyway and sends the ticket on if its home is a shard."""
+        intent = ticket.intent
+        ticket.home = affinity_configmap_name(intent.pool)
+        if not ticket.cached:
+            return
+        assert self._caches is not None
+        first = self._caches.configmaps.get(ticket.home)
+        shards = shard_count(first.annotations) if first is not None else 1
+        if shards == 1 or first is None:
+            return
+        shard = home_shard(intent, shards, self._identities(first))
+        ticket.home = affinity_shard_name(intent.pool, shard)
+        ticket.other_claims = self._other_claims(intent.pool, shards, ticket.home)
+
+    def _identities(self, first: ConfigMap) -> frozenset[Identity]:
+        with self._pools_guard:
+            memo = self._first_identities.get(first.name)
+        if memo is None or memo[0] != first.resource_version:
+            memo = (first.resource_version, identities(first.data))
+            with self._pools_guard:
+                self._first_identities[first.name] = memo
+        return memo[1]
+
+    def _other_claims(self, pool: str, shards: int, home: str) -> list[Reservation]:
+        """The other shards' claims still in flight: all the picker counts of them. Each
+        shard's reservations are decoded and ordered newest first once per resourceVersion,
+        so this costs the claims in flight, not the pool's size."""
+        assert self._caches is not None
+        now = self._clock()
+        claims: list[Reservation] = []
+        for shard in range(shards):
+            name = affinity_shard_name(pool, shard)
+            if name == home:
+                continue
+            stored = self._caches.configmaps.get(name)
+            if stored is None:
+                continue
+            with self._pools_guard:
+                memo = self._decoded.get(name)
+            if memo is None or memo[0] != stored.resource_version:
+                decoded = decode_entries(stored.data)[0].values()
+                newest_first = sorted(decoded, key=lambda r: r.updated_at, reverse=True)
+                memo = (stored.resource_version, newest_first)
+                with self._pools_guard:
+                    self._decoded[name] = memo
+            claims.extend(itertools.takewhile(lambda r: r.in_flight(now, self._window), memo[1]))
+        return claims
+
     def _dry_run(self, ticket: _Ticket) -> Draft | Failed:
         """The same plan, from the same entries, with nothing written and no batch joined."""
-        stored = self._get(affinity_configmap_name(ticket.intent.pool), ticket)
+        stored = self._read(ticket.home, ticket, ticket.cached)
         return self._plan(ticket, stored.data if stored else {})
 
     def _reserve(self, ticket: _Ticket) -> Draft | Failed:
-        pool = self._pool(ticket.intent.pool)
-        with pool.guard:
-            pool.waiting.append(ticket)
-        if not pool.leader.acquire(timeout=max(ticket.deadline - self._monotonic(), 0)):
+        while True:
+            home = ticket.home
+            pool = self._pool(home)
             with pool.guard:
-                ticket.abandoned = ticket.result is None
-            return ticket.result or Failed(REASON_DEADLINE)
-        try:
-            if ticket.result is None:  # no earlier leader resolved it: lead a batch ourselves
-                self._lead(ticket.intent.pool, ticket)
-        finally:
-            pool.leader.release()
-        assert ticket.result is not None
-        return ticket.result
+                pool.waiting.append(ticket)
+            if not pool.leader.acquire(timeout=max(ticket.deadline - self._monotonic(), 0)):
+                with pool.guard:
+                    ticket.abandoned = ticket.result is None
+                return ticket.result or Failed(REASON_DEADLINE)
+            try:
+                if ticket.result is None and ticket.home == home:
+                    # No earlier leader resolved it: lead a batch ourselves.
+                    self._lead(ticket.intent.pool, home, ticket)
+            finally:
+                pool.leader.release()
+            if ticket.result is not None:
+                return ticket.result
+            # A leader found its identity no longer in the pool's first ConfigMap (the pool
+            # split meanwhile, or the reaper released it): queue at its shard instead.
 
     def _take_waiting(self, name: str) -> list[_Ticket]:
         pool = self._pool(name)
@@ -208,24 +326,33 @@ class AffinityStore:
         with pool.guard:
             pool.waiting[:0] = tickets
 
-    def _lead(self, pool: str, own: _Ticket) -> None:
-        """Plan the waiting tickets against the evolving entries and store them in one write,
-        until `own` has its answer."""
-        name = affinity_configmap_name(pool)
-        state = self._pool(pool)
-        pending = self._take_waiting(pool)
+    def _lead(self, pool: str, name: str, own: _Ticket) -> None:
+        """Plan the waiting tickets of ConfigMap `name` against its evolving entries and store
+        them in one write, until `own` has its answer."""
+        state = self._pool(name)
+        pending = self._take_waiting(name)
         if self._monotonic() - state.node_pods_at > NODE_PODS_TTL_S:
             state.node_pods = {}
         node_pods = state.node_pods
         node_pods_before = len(node_pods)
+        # The first round plans on the cached ConfigMap; after a conflict it is known stale.
+        cached = all(t.cached for t in pending)
         try:
-            while own.result is None:
+            while own.result is None and own.home == name:
                 pending = self._expire(pending)
                 if not pending:
                     return
-                stored = self._get(name, _Batch(pending))
+                stored = self._read(name, _Batch(pending), cached)
+                cached = False
+                if name == affinity_configmap_name(pool) and stored is not None:
+                    if should_split(stored.annotations, data_bytes(stored.data)):
+                        self._split(pool, stored, _Batch(pending))
+                        continue  # re-read: planned on the split layout, or lost a race
+                    pending = self._move_out(pool, stored, pending)
+                    if not pending:
+                        return
                 entries = dict(stored.data) if stored else {}
-                metrics.record_pool_size(pool, len(entries), data_bytes(entries))
+                metrics.record_pool_size(pool, name, len(entries), data_bytes(entries))
                 to_write: list[tuple[_Ticket, Draft]] = []
                 for ticket in pending:
                     # One batch, one pool, one set of nodes: a node's pod LIST read for one
@@ -258,7 +385,7 @@ class AffinityStore:
                 # out of step; the retry carries everything that queued up meanwhile, since
                 # the bigger our batch, the fewer rounds a burst needs.
                 self._sleep(random.uniform(0, CONFLICT_JITTER_S))
-                pending = [t for t, _ in to_write if t.result is None] + self._take_waiting(pool)
+                pending = [t for t, _ in to_write if t.result is None] + self._take_waiting(name)
         except (KubeError, DeadlineExceeded) as exc:
             failure = _failure(exc) if isinstance(exc, KubeError) else Failed(REASON_DEADLINE)
             for ticket in pending:
@@ -268,7 +395,44 @@ class AffinityStore:
         finally:
             if len(node_pods) > node_pods_before and node_pods_before == 0:
                 state.node_pods_at = self._monotonic()
-            self._hand_back(pool, [t for t in pending if t.result is None])
+            self._hand_back(name, [t for t in pending if t.result is None])
+
+    def _move_out(self, pool: str, first: ConfigMap, tickets: list[_Ticket]) -> list[_Ticket]:
+        """Send tickets whose identity's home is no longer the pool's first ConfigMap to their
+        shard; their threads queue there. The rest stay."""
+        shards = shard_count(first.annotations)
+        if shards == 1:
+            return tickets
+        in_first = self._identities(first)
+        staying = []
+        for ticket in tickets:
+            shard = home_shard(ticket.intent, shards, in_first)
+            if shard == 0:
+                staying.append(ticket)
+            else:
+                ticket.home = affinity_shard_name(pool, shard)
+        return staying
+
+    def _split(self, pool: str, first: ConfigMap, budget: Budget) -> None:
+        """Mark the pool's first ConfigMap as split into SHARDS (a guarded write of the same
+        data). Losing the race is fine: the caller re-reads either way."""
+        marked = ConfigMap(
+            name=first.name,
+            namespace=first.namespace,
+            data=first.data,
+            labels={**first.labels, **affinity_labels(pool)},
+            annotations={**first.annotations, SHARDS_ANNOTATION: str(SHARDS)},
+            resource_version=first.resource_version,
+        )
+        try:
+            written = self._retrier.call(
+                budget, lambda timeout: self._kube.replace_configmap(marked, timeout)
+            )
+        except (Conflict, NotFound):
+            return
+        _log.info("pool split over several configmaps", extra={"pool": pool, "shards": SHARDS})
+        if self._caches is not None:
+            self._caches.configmaps.remember(written)
 
     def _expire(self, tickets: list[_Ticket]) -> list[_Ticket]:
         now = self._monotonic()
@@ -291,6 +455,12 @@ class AffinityStore:
         except KubeError as exc:
             return _failure(exc)
 
+    def _read(self, name: str, budget: Budget, cached: bool) -> ConfigMap | None:
+        if cached:
+            assert self._caches is not None
+            return self._caches.configmaps.get(name)
+        return self._get(name, budget)
+
     def _get(self, name: str, budget: Budget) -> ConfigMap | None:
         try:
             return self._retrier.call(
@@ -311,6 +481,7 @@ class AffinityStore:
                 now=self._clock(),
                 window=self._window,
                 max_unconfirmed=self._max_unconfirmed,
+                other_claims=ticket.other_claims,
             )
             if not isinstance(result, Need):
                 return result
@@ -320,14 +491,21 @@ class AffinityStore:
                 fetched = self._pods_on_nodes(result.node_pods, ticket)
                 snapshots.node_pods.update(fetched)
 
-    def _namespace_pods(self, namespace: str, budget: Budget) -> list[PodSummary]:
+    def _namespace_pods(self, namespace: str, ticket: _Ticket) -> list[PodSummary]:
+        if ticket.cached:
+            assert self._caches is not None
+            return self._caches.pods.in_namespace(namespace)
+        budget: Budget = ticket
         return pods_from_json(
             self._retrier.call(budget, lambda timeout: self._kube.list_pods(namespace, "", timeout))
         )
 
-    def _pods_on_nodes(
-        self, nodes: Sequence[str], budget: Budget
-    ) -> dict[str, Sequence[PodSummary]]:
+    def _pods_on_nodes(self, nodes: Sequence[str], ticket: _Ticket) -> dict[str, NodePods]:
+        if ticket.cached:
+            assert self._caches is not None
+            return {node: self._caches.pods.live_keys_on(node) for node in nodes}
+        budget: Budget = ticket
+
         def live_pods_on(node: str) -> Sequence[PodSummary]:
             selector = f"spec.nodeName={node},status.phase!=Succeeded,status.phase!=Failed"
             return pods_from_json(
@@ -357,10 +535,17 @@ class AffinityStore:
         )
         store = self._kube.create_configmap if stored is None else self._kube.replace_configmap
         try:
-            self._retrier.call(budget, lambda timeout: store(updated, timeout))
+            written = self._retrier.call(budget, lambda timeout: store(updated, timeout))
         except (Conflict, AlreadyExists):
             return False
         except NotFound:
-            return False  # deleted since our GET: the next attempt re-reads and creates it
-        metrics.record_pool_size(pool, len(data), data_bytes(data))
+            # Deleted since our read (perhaps while cached): the next attempt re-reads it
+            # directly and creates it.
+            if self._caches is not None:
+                self._caches.configmaps.forget(name)
+            return False
+        if self._caches is not None:
+            # The next admission plans on our write without waiting for its watch event.
+            self._caches.configmaps.remember(written)
+        metrics.record_pool_size(pool, name, len(data), data_bytes(data))
         return True

@@ -237,6 +237,7 @@ DEFAULT_MAX_CONNECTIONS: Final = "1024"
 # A Deployment scaled up by hundreds stays well under it; a flood of forged reviews does not.
 DEFAULT_MAX_UNCONFIRMED: Final = "1000"
 COUNT_FORM: Final = "want a whole number >= 1"
+DEFAULT_CACHE_MAX_SILENCE: Final = "15s"
 
 
 class ConfigError(ValueError):
@@ -268,6 +269,19 @@ class Settings:
     max_connections: int = 1024
     client_ca: str | None = None
     max_unconfirmed_per_namespace: int = 1000
+    cache_max_silence_s: float = 15.0
+
+    @property
+    def caches_enabled(self) -> bool:
+        """CACHE_MAX_SILENCE=0 turns mutate's caches off: every admission reads the API."""
+        return self.cache_max_silence_s > 0
+
+    @property
+    def cache_silence_limit_s(self) -> float:
+        """How long a cache may hear nothing before mutate stops trusting it. Capped at half
+        the in-flight window: a pod the pod cache has not seen yet is only protected by its
+        claim, which must outlive the cache's lag."""
+        return min(self.cache_max_silence_s, self.inflight_window_s / 2)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -332,6 +346,7 @@ class Settings:
         max_unconfirmed = check(
             "AFFINITY_MAX_UNCONFIRMED_PER_NAMESPACE", DEFAULT_MAX_UNCONFIRMED, _count
         )
+        silence = duration("CACHE_MAX_SILENCE", DEFAULT_CACHE_MAX_SILENCE, zero_ok=True)
         # gunicorn workers are processes: a second one would have its own client and readiness.
         workers = env.get("WORKERS") or ""
         if workers not in ("", "1"):
@@ -355,6 +370,7 @@ class Settings:
             max_connections=max_connections,
             client_ca=client_ca,
             max_unconfirmed_per_namespace=max_unconfirmed,
+            cache_max_silence_s=silence / SECOND,
         )
 
 

@@ -16,11 +16,12 @@ from functools import partial
 from common import metrics
 from common.admission import Endpoint
 from common.affinity import AffinityStore
+from common.cache import ClusterCaches
 from common.config import Settings
 from common.decisions import mutate as pods
 from common.decisions import validate as workload
 from common.decisions import validate_cocoonset as cocoonset
-from common.health import always_ready, reporting
+from common.health import all_ready, always_ready, reporting
 from common.kube import KubeApi, KubeError, NotFound
 from common.logs import get_logger
 from common.models import Review
@@ -107,14 +108,20 @@ def cocoonset_endpoint() -> Endpoint:
     )
 
 
-def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
+def mutate_endpoint(
+    kube: KubeApi, settings: Settings, caches: ClusterCaches | None = None
+) -> Endpoint:
     """Pod CREATE: stable VM name and sticky node. Fails open: a pod without sticky placement
-    is better than a cluster where no cocoon pod can start while the API is degraded."""
+    is better than a cluster where no cocoon pod can start while the API is degraded.
+
+    With `caches`, reads come from them and readiness waits for their first sync; they start
+    on the first probe or admission, in the serving process."""
     store = AffinityStore(
         kube,
         timedelta(seconds=settings.inflight_window_s),
         clock=lambda: datetime.now(UTC),
         max_unconfirmed=settings.max_unconfirmed_per_namespace,
+        caches=caches,
     )
     # Reservations block on the API and on their pool's batch; asyncio's default pool (a few
     # threads on a small node) would queue a burst before it could even join a batch.
@@ -170,6 +177,6 @@ def mutate_endpoint(kube: KubeApi, settings: Settings) -> Endpoint:
         handler="mutate",
         paths=frozenset({"/", "/mutate"}),
         decide=decide,
-        readiness=reporting(kube),
+        readiness=all_ready(reporting(kube), caches.readiness) if caches else reporting(kube),
         on_unexpected=on_unexpected,
     )

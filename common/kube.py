@@ -12,13 +12,17 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import kubernetes
+import kubernetes.watch
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+# Every LIST pages through its results: one unbounded LIST of a large cluster's pods is tens of
+# MB in one answer, for the API server and for us.
 LIST_PAGE_SIZE = 500
 
 
@@ -53,6 +57,20 @@ class AlreadyExists(KubeError):
 
 class Unreachable(KubeError):
     """No answer: connection refused or reset, TLS failure, or timeout."""
+
+
+class Gone(KubeError):
+    """410 Gone: the resourceVersion a watch or a continue token names is compacted away."""
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a LIST: its items, the list's resourceVersion, and the token for the next
+    page (empty on the last)."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+    continue_token: str
 
 
 @dataclass
@@ -118,6 +136,21 @@ class KubeApi(Protocol):
 
     def server_version(self, timeout: float) -> dict[str, Any]: ...
 
+    def list_page(
+        self, collection: str, label_selector: str, continue_token: str, timeout: float
+    ) -> ListPage:
+        """One page (LIST_PAGE_SIZE items at most) of a collection path such as
+        `/api/v1/pods`; what a reflector lists before it watches."""
+        ...
+
+    def watch(
+        self, collection: str, label_selector: str, resource_version: str, timeout_s: int
+    ) -> Iterator[dict[str, Any]]:
+        """Events (`{"type", "object"}`, raw JSON, bookmarks included) after
+        `resource_version`, until the server ends the watch after `timeout_s`. Raises Gone
+        when the version is too old and KubeError when the watch fails."""
+        ...
+
     def last_success(self) -> float | None:
         """time.monotonic() of the last call that got an answer from the API server."""
         ...
@@ -154,6 +187,8 @@ def _translate(exc: Exception, what: str, timeout: float) -> KubeError:
         text = f"{what}: {exc.status} {reason}: {message}"
         if exc.status == 404:
             return NotFound(text, 404, reason)
+        if exc.status == 410:
+            return Gone(text, 410, reason)
         if exc.status == 409:
             kind = AlreadyExists if reason == "AlreadyExists" else Conflict
             return kind(text, 409, reason)
@@ -267,21 +302,81 @@ class ClientKubeApi:
         self._last_success = time.monotonic()
         return json.loads(data)
 
+    def _page(
+        self, what: str, path: str, timeout: float, query: list[tuple[str, str]], token: str
+    ) -> ListPage:
+        params = [*query, ("limit", str(LIST_PAGE_SIZE))]
+        if token:
+            params.append(("continue", token))
+        page = self._call(what, timeout, "GET", path, params)
+        meta = page.get("metadata") or {}
+        return ListPage(
+            page.get("items") or [], meta.get("resourceVersion") or "", meta.get("continue") or ""
+        )
+
     def _list(
         self, what: str, path: str, timeout: float, query: list[tuple[str, str]]
     ) -> list[dict[str, Any]]:
+        """Every page of a LIST, within one timeout for all of them."""
         deadline = time.monotonic() + timeout
         items: list[dict[str, Any]] = []
         token = ""
         while True:
-            params = [*query, ("limit", str(LIST_PAGE_SIZE))]
-            if token:
-                params.append(("continue", token))
-            page = self._call(what, deadline - time.monotonic(), "GET", path, params)
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue") or ""
+            page = self._page(what, path, deadline - time.monotonic(), query, token)
+            items.extend(page.items)
+            token = page.continue_token
             if not token:
                 return items
+
+    def list_page(
+        self, collection: str, label_selector: str, continue_token: str, timeout: float
+    ) -> ListPage:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        return self._page(f"list {collection}", collection, timeout, query, continue_token)
+
+    def watch(
+        self, collection: str, label_selector: str, resource_version: str, timeout_s: int
+    ) -> Iterator[dict[str, Any]]:
+        api = self._api()
+        what = f"watch {collection}"
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(timeout_s)),
+        ]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+
+        # The client's Watch does the streaming and line framing; without a return type in
+        # this function's signature it hands events over as raw JSON, which we want.
+        def open_watch(**_watch_arguments: Any) -> Any:
+            request = api.param_serialize(
+                method="GET",
+                resource_path=collection,
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            # Connect within seconds; reads may be idle until the server's own timeout.
+            response = api.call_api(*request, _request_timeout=(10.0, timeout_s + 30.0))
+            if not 200 <= response.status <= 299:
+                raise ApiException(
+                    status=response.status, reason=response.reason, body=response.read()
+                )
+            return response.response  # the streaming urllib3 response the Watch reads
+
+        watcher = kubernetes.watch.Watch()
+        try:
+            for event in watcher.stream(open_watch, timeout_seconds=timeout_s):
+                self._last_success = time.monotonic()
+                yield {"type": event.get("type", ""), "object": event.get("raw_object")}
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            if isinstance(exc, ValueError):  # a line that is not JSON: the stream broke
+                raise Unreachable(f"{what}: {' '.join(str(exc).split())}") from exc
+            raise _translate(exc, what, timeout_s) from exc
+        finally:
+            watcher.stop()
 
     def get_configmap(self, namespace: str, name: str, timeout: float) -> ConfigMap:
         path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"

@@ -73,15 +73,19 @@ LAST_SUCCESSFUL_SWEEP = Gauge(
     "cocoon_webhook_reaper_last_success_timestamp_seconds",
     "Unix time at which this process's last successful (not dry-run) sweep ended.",
 )
+CACHE_FALLBACKS_TOTAL = Counter(
+    "cocoon_webhook_cache_fallbacks_total",
+    "Admissions that read the API directly because a cache was not current.",
+)
 AFFINITY_ENTRIES = Gauge(
     "cocoon_webhook_affinity_entries",
-    "Entries in the pool's affinity ConfigMap at this process's last read.",
-    ["pool"],
+    "Entries in one of the pool's affinity ConfigMaps at this process's last read.",
+    ["pool", "configmap"],
 )
 AFFINITY_BYTES = Gauge(
     "cocoon_webhook_affinity_configmap_bytes",
-    "Key plus value bytes of the pool ConfigMap's data at this process's last read.",
-    ["pool"],
+    "Key plus value bytes of one of the pool's ConfigMaps' data at this process's last read.",
+    ["pool", "configmap"],
 )
 
 # Warn before a pool's ConfigMap hits the API server's 1 MiB object limit, when writes would fail.
@@ -107,20 +111,20 @@ def record_admission(handler: str, decision: Decision, elapsed_s: float) -> None
     duration.observe(elapsed_s)
 
 
-def record_pool_size(pool: str, entries: int, data_bytes: int) -> None:
-    AFFINITY_ENTRIES.labels(pool=pool).set(entries)
-    AFFINITY_BYTES.labels(pool=pool).set(data_bytes)
+def record_pool_size(pool: str, configmap: str, entries: int, data_bytes: int) -> None:
+    AFFINITY_ENTRIES.labels(pool=pool, configmap=configmap).set(entries)
+    AFFINITY_BYTES.labels(pool=pool, configmap=configmap).set(data_bytes)
     if data_bytes < CONFIGMAP_WARN_BYTES:
         return
     now = time.monotonic()
     with _size_lock:
-        last = _size_warned_at.get(pool)
+        last = _size_warned_at.get(configmap)
         if last is not None and now - last < _SIZE_WARN_EVERY_S:
             return
-        _size_warned_at[pool] = now
+        _size_warned_at[configmap] = now
     _log.warning(
         "affinity configmap above 80% of the 1 MiB limit",
-        extra={"pool": pool, "entries": entries, "bytes": data_bytes},
+        extra={"pool": pool, "configmap": configmap, "entries": entries, "bytes": data_bytes},
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import zlib
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -36,6 +37,9 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "cocoon-webhook"
 # On an affinity ConfigMap: a JSON object, data key → RFC 3339 time the reaper first found the
 # value malformed. Malformed values have no field to carry the mark, so it lives beside them.
+# On a pool's first ConfigMap: how many ConfigMaps the pool's entries are spread over. Absent on
+# a ConfigMap the Go original (or a version before sharding) created: that pool keeps one.
+SHARDS_ANNOTATION = "cocoonstack.io/affinity-shards"
 MALFORMED_SINCE_ANNOTATION = "cocoonstack.io/malformed-since"
 
 # ConfigMap data keys are limited to 253 characters by the API server.
@@ -71,6 +75,27 @@ class OwnerRef(Protocol):
 def affinity_configmap_name(pool: str) -> str:
     """The pool's ConfigMap name; the pool is appended verbatim, so check is_valid_pool first."""
     return AFFINITY_NAME_PREFIX + pool
+
+
+def affinity_shard_name(pool: str, shard: int) -> str:
+    """Shard 0 is the pool's first ConfigMap, under the Go original's name; shard k > 0 adds
+    `-k` (see docs/pools.md)."""
+    root = affinity_configmap_name(pool)
+    return root if shard == 0 else f"{root}-{shard}"
+
+
+def affinity_shard(namespace: str, deployment: str | None, pod: str, shards: int) -> int:
+    """The shard of an identity in a split pool: every entry of one Deployment (all its
+    slots), or of one bare pod, hashes to the same shard, so planning one pod reads and writes
+    one ConfigMap. Never 0: the first ConfigMap only keeps what it held when the pool split.
+
+    CRC-32 of `<ns>.<deployment>` or `<ns>._pod.<pod>`: stable across processes and versions
+    (unlike Python's salted hash()), and any even spread will do.
+    """
+    if shards <= 1:
+        return 0
+    identity = f"{namespace}.{deployment}" if deployment is not None else f"{namespace}._pod.{pod}"
+    return 1 + zlib.crc32(identity.encode("utf-8")) % (shards - 1)
 
 
 def affinity_labels(pool: str) -> dict[str, str]:

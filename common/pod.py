@@ -10,7 +10,10 @@ Only the fields we read are modelled; everything else is ignored, never re-seria
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -262,16 +265,44 @@ class NodeView(_Tolerant):
         return self.deletion_timestamp is not None
 
 
-class PodSummary(_Tolerant):
-    """A listed Pod, flattened: enough to tell which names and VM names are taken, and where."""
+@dataclass(frozen=True, slots=True)
+class PodSummary:
+    """A listed or watched Pod, flattened: enough to tell which names and VM names are taken,
+    and where. Slotted and built by hand, not by pydantic: the caches hold one per pod of the
+    cluster, and at 50,000 pods every byte of it counts (see `PodSummary.from_json`)."""
 
-    name: _Str = Field("", validation_alias=AliasPath("metadata", "name"))
-    namespace: _Str = Field("", validation_alias=AliasPath("metadata", "namespace"))
-    phase: _Str = Field("", validation_alias=AliasPath("status", "phase"))
-    node_name: _Str = Field("", validation_alias=AliasPath("spec", "nodeName"))
-    vm_name: _Str = Field(
-        "", validation_alias=AliasPath("metadata", "annotations", VM_NAME_ANNOTATION)
-    )
+    name: str = ""
+    namespace: str = ""
+    phase: str = ""
+    node_name: str = ""
+    vm_name: str = ""
+    owner: str = ""  # name of the controlling owner (a ReplicaSet for Deployment pods)
+    deleting: bool = False
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> PodSummary:
+        """Tolerant like the views above: odd types read as empty. Repeated strings (namespace,
+        node, phase) are interned so 50,000 summaries share them."""
+        meta = _mapping(obj.get("metadata"))
+        spec = _mapping(obj.get("spec"))
+        status = _mapping(obj.get("status"))
+        annotations = _mapping(meta.get("annotations"))
+        owner = ""
+        owners = meta.get("ownerReferences")
+        if isinstance(owners, list):
+            for ref in owners:
+                if isinstance(ref, dict) and ref.get("controller") is True:
+                    owner = _string(ref.get("name"))
+                    break
+        return cls(
+            name=_string(meta.get("name")),
+            namespace=sys.intern(_string(meta.get("namespace"))),
+            phase=sys.intern(_string(status.get("phase"))),
+            node_name=sys.intern(_string(spec.get("nodeName"))),
+            vm_name=_string(annotations.get(VM_NAME_ANNOTATION)),
+            owner=owner,
+            deleting=meta.get("deletionTimestamp") is not None,
+        )
 
     @property
     def live(self) -> bool:
@@ -279,21 +310,32 @@ class PodSummary(_Tolerant):
         return self.phase not in _DONE_PHASES
 
 
-def _listed(model: type[_Tolerant], items: Iterable[Any]) -> list[Any]:
-    out = []
-    for item in items:
-        if isinstance(item, dict):
-            view = model.model_validate(item)
-            if getattr(view, "name", ""):
-                out.append(view)
-    return out
+# A node's live pods as the picker counts them: the summaries of a LIST, or, from the pod
+# cache, the set of (namespace, name) of its live pods, kept current so a pick costs no scan.
+NodePods = Sequence["PodSummary"] | AbstractSet[tuple[str, str]]
+
+
+def live_keys(pods: NodePods) -> AbstractSet[tuple[str, str]]:
+    if isinstance(pods, AbstractSet):
+        return pods
+    return {(p.namespace, p.name) for p in pods if p.live}
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def nodes_from_json(items: Iterable[Any]) -> list[NodeView]:
     """Views of a NodeList's `items`; non-objects and nameless items are skipped."""
-    return _listed(NodeView, items)
+    views = (NodeView.model_validate(item) for item in items if isinstance(item, dict))
+    return [view for view in views if view.name]
 
 
 def pods_from_json(items: Iterable[Any]) -> list[PodSummary]:
     """Views of a PodList's `items`; non-objects and nameless items are skipped."""
-    return _listed(PodSummary, items)
+    views = (PodSummary.from_json(item) for item in items if isinstance(item, dict))
+    return [view for view in views if view.name]

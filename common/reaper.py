@@ -314,7 +314,7 @@ def _sweep_pool(
     context = {"pool": pool, "configmap": stored.name}
     changes: Changes | None = None
     for _ in range(MAX_ATTEMPTS):
-        metrics.record_pool_size(pool, len(stored.data), data_bytes(stored.data))
+        metrics.record_pool_size(pool, stored.name, len(stored.data), data_bytes(stored.data))
         entries = read_entries(stored.data)
         pods = snapshots.fresh(needed_namespaces(entries, now, window))
         annotation = stored.annotations.get(MALFORMED_SINCE_ANNOTATION)
@@ -344,7 +344,7 @@ def _sweep_pool(
             _log.warning("configmap update failed", extra={**context, "error": _why(exc)})
             return _PoolResult(checked=len(changes.outcomes), errors=1)
         else:
-            metrics.record_pool_size(pool, len(data), data_bytes(data))
+            metrics.record_pool_size(pool, stored.name, len(data), data_bytes(data))
             return _finish(pool, stored.data, changes, written=True)
         try:
             stored = calls.retrier.call(

@@ -145,6 +145,12 @@ def decode(text: str) -> Reservation:
     )
 
 
+# Every admission plans against its ConfigMap's entries, nearly all of them unchanged since the
+# last: a value seen before is not parsed again (Reservation is immutable, so sharing is safe).
+# Sized for a few pools of several thousand entries; malformed values are not remembered.
+_decode_known = functools.lru_cache(maxsize=1 << 15)(decode)
+
+
 def decode_entries(
     data: Mapping[str, str],
 ) -> tuple[dict[str, Reservation], dict[str, MalformedEntry]]:
@@ -153,7 +159,7 @@ def decode_entries(
     bad: dict[str, MalformedEntry] = {}
     for key, value in data.items():
         try:
-            good[key] = decode(value)
+            good[key] = _decode_known(value)
         except MalformedEntry as err:
             bad[key] = err
     return good, bad

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from common.admission import Endpoint
+from common.cache import ClusterCaches
 from common.config import ConfigError, Settings, load_settings
 from common.endpoints import cocoonset_endpoint, mutate_endpoint, validate_endpoint
 from common.kube import ClientKubeApi, KubeApi
@@ -42,6 +43,12 @@ def kube() -> KubeApi:
 
 
 @functools.cache
+def caches() -> ClusterCaches:
+    """Built here, started by their first user in the serving process (see ClusterCaches)."""
+    return ClusterCaches(kube(), settings().cache_silence_limit_s)
+
+
+@functools.cache
 def _freeze_startup_heap() -> None:
     # The kubernetes client and pydantic leave a large heap of long-lived objects behind at
     # import. Moving them out of the collector's sight keeps full collections, which a busy
@@ -56,7 +63,7 @@ def endpoint(handler: str) -> Endpoint:
     if handler == "validate":
         return validate_endpoint(kube())
     if handler == "mutate":
-        return mutate_endpoint(kube(), settings())
+        return mutate_endpoint(kube(), settings(), caches())
     if handler == "validate_cocoonset":
         return cocoonset_endpoint()
     raise ValueError(f"unknown handler {handler!r}")

@@ -471,6 +471,11 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
         return (False, "not ready: shutting down") if stop_at else READY
 
     readiness = all_ready(not_stopping, reporting(prepared.kube))
+    if prepared.settings.caches_enabled:
+        # The one /readyz of the server covers mutate, so it waits for mutate's caches too.
+        caches = runtime.caches()
+        caches.ensure_started()
+        readiness = all_ready(readiness, caches.readiness)
     webhook = _listener(
         AdmissionApp(
             prepared.endpoints, readiness, client_certificates=bool(prepared.settings.client_ca)

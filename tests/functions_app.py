@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from functions_framework import create_app
 from starlette.testclient import TestClient
@@ -38,7 +40,27 @@ def function_client(target: str, **env: str) -> Iterator[TestClient]:
         _forget_process_state()
 
 
+def wait_ready(client: TestClient, timeout: float = 30) -> None:
+    """Poll /readyz as the kubelet would, until the function says it is ready (for mutate:
+    its caches synced)."""
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not ready after {timeout}s: {client.get('/readyz').text}")
+        time.sleep(0.02)
+
+
+def api_requests(emulator: Any) -> list[tuple[str, str]]:
+    """The emulator's request log without the caches' watches, which end on their own clock."""
+    return sorted(
+        (r["method"], r["path"]) for r in emulator.requests() if r["query"].get("watch") != "true"
+    )
+
+
 def _forget_process_state() -> None:
     config.load_settings.cache_clear()
     runtime.settings.cache_clear()
     runtime.kube.cache_clear()
+    if runtime.caches.cache_info().currsize:
+        runtime.caches().stop()  # its threads end with their current watch
+    runtime.caches.cache_clear()

@@ -935,10 +935,13 @@ def test_rbac_is_exactly_least_privilege(built: dict[str, list[Obj]], install: s
     assert grants == {
         (NAMESPACE, "", "configmaps", "get"),
         (NAMESPACE, "", "configmaps", "list"),
+        (NAMESPACE, "", "configmaps", "watch"),
         (NAMESPACE, "", "configmaps", "create"),
         (NAMESPACE, "", "configmaps", "update"),
         ("cluster", "", "pods", "list"),
+        ("cluster", "", "pods", "watch"),
         ("cluster", "", "nodes", "list"),
+        ("cluster", "", "nodes", "watch"),
         ("cluster", "apps", "deployments", "get"),
         ("cluster", "apps", "statefulsets", "get"),
     }

@@ -46,12 +46,13 @@ class MutateProcess:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                status, _ = self.call("GET", "/healthz", b"")
+                status, _ = self.call("GET", "/readyz", b"")
                 if status == 200:
                     return
             except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("mutate did not start")
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("mutate did not become ready")
 
     def call(self, method: str, path: str, body: bytes, timeout: float = 10) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

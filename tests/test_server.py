@@ -426,11 +426,15 @@ def test_sigterm_lets_in_flight_reviews_finish_then_exits_zero(
     cluster: EmulatorProcess, pki: Pki
 ) -> None:
     cluster.reset()
-    # Affinity reads take 1.5 s (a batch may need two within the 4.5 s deadline), so all the
-    # reviews are in flight when SIGTERM lands.
-    cluster.fault("GET", AFFINITY_CONFIGMAP, delay=1.5, times=4)
     env = server_env(cluster.kubeconfig, pki, MUTATE_DEADLINE="4500ms")
     with running(env, pki) as live:
+        deadline = time.monotonic() + 20
+        while live.https("GET", "/readyz")[0] != 200:  # reads come from the caches from here
+            assert time.monotonic() < deadline, "the server's caches never synced"
+            time.sleep(0.05)
+        # The first write (creating the pool's ConfigMap) takes 1.5 s and the other reviews
+        # queue behind it, so all are in flight when SIGTERM lands.
+        cluster.fault("POST", AFFINITY_CONFIGMAP.rsplit("/", 1)[0], delay=1.5)
         replies: list[tuple[int, dict[str, str], bytes]] = []
 
         sent = threading.Semaphore(0)

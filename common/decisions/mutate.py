@@ -13,6 +13,7 @@ Three steps, each a function of plain data:
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -32,7 +33,15 @@ from common.naming import (
     is_valid_pool,
     owner_deployment,
 )
-from common.pod import NodeView, PodDecodeError, PodSummary, PodView, is_cocoon_pod, pool_of
+from common.pod import (
+    NodePods,
+    NodeView,
+    PodDecodeError,
+    PodSummary,
+    PodView,
+    is_cocoon_pod,
+    pool_of,
+)
 from common.reservation import (
     CONFIGMAP_DATA_LIMIT,
     Reservation,
@@ -256,10 +265,11 @@ def plan_entry(
     *,
     live_pods: Sequence[PodSummary] | None,
     nodes: Sequence[NodeView],
-    node_pods: Mapping[str, Sequence[PodSummary]],
+    node_pods: Mapping[str, NodePods],
     now: datetime,
     window: timedelta,
     max_unconfirmed: int = MAX_UNCONFIRMED_PER_NAMESPACE,
+    other_claims: Iterable[Reservation] = (),
 ) -> Draft | Failed | Need:
     """Plan the pool ConfigMap entry for `intent` (SPEC 5.6-5.8).
 
@@ -283,6 +293,11 @@ def plan_entry(
     in a namespace already holding `max_unconfirmed` claims with no listed pod fails (the
     namespace's LIST is needed only once it holds that many entries at all), and a pool short
     of room reclaims entries whose pods are known gone (`_reclaim`) before it says full.
+
+    In a pool spread over several ConfigMaps (docs/pools.md), `entries` is the intent's home
+    shard, which holds every entry of its identity; `other_claims` are the other shards'
+    claims in flight, which only weigh in the least-used pick. There, the bound on unconfirmed
+    claims and the room `_reclaim` makes are those of the home ConfigMap.
     """
     reservations, _malformed = decode_entries(entries)
     if intent.deployment is not None:
@@ -304,7 +319,8 @@ def plan_entry(
         if over is not None:
             return over
 
-    placed = _place(intent, target.sticky, nodes, node_pods, reservations.values(), now, window)
+    claims = itertools.chain(reservations.values(), other_claims)
+    placed = _place(intent, target.sticky, nodes, node_pods, claims, now, window)
     if isinstance(placed, Need):
         return placed
     node, warnings = placed
@@ -527,7 +543,7 @@ def _place(
     intent: Intent,
     sticky: str,
     nodes: Sequence[NodeView],
-    node_pods: Mapping[str, Sequence[PodSummary]],
+    node_pods: Mapping[str, NodePods],
     reservations: Iterable[Reservation],
     now: datetime,
     window: timedelta,

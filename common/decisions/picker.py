@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from common.pod import NodeView, PodSummary, Taint, Toleration
+from common.pod import NodePods, NodeView, Taint, Toleration, live_keys
 from common.reservation import Reservation
 
 # PreferNoSchedule is a hint to the scheduler; only these two keep a pod off a node.
@@ -48,7 +48,7 @@ def candidates(nodes: Iterable[NodeView], tolerations: Sequence[Toleration]) -> 
 
 def usage(
     node_names: Iterable[str],
-    node_pods: Mapping[str, Sequence[PodSummary]],
+    node_pods: Mapping[str, NodePods],
     reservations: Iterable[Reservation],
     now: datetime,
     window: timedelta,
@@ -61,7 +61,7 @@ def usage(
     in_flight = [r for r in reservations if r.node and r.in_flight(now, window)]
     counts: dict[str, int] = {}
     for name in node_names:
-        live = {(p.namespace, p.name) for p in node_pods.get(name, ()) if p.live}
+        live = live_keys(node_pods.get(name, ()))
         pending = sum(1 for r in in_flight if r.node == name and (r.namespace, r.pod) not in live)
         counts[name] = len(live) + pending
     return counts

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from kubernetes import client, watch
@@ -115,3 +116,98 @@ def test_too_old_resource_version_is_gone(
     with pytest.raises(client.ApiException) as exc:
         collect(core, ns, seconds=2, resource_version="1")
     assert exc.value.status == 410
+
+
+# --- emulator only: bookmarks on a quiet watch, and the faults tests script for watches ---------
+
+
+@pytest.fixture
+def emulator_only(cluster: Cluster) -> Any:
+    if cluster.emulator is None:
+        pytest.skip("scripted faults and the bookmark interval are the emulator's")
+    yield cluster.emulator
+    cluster.emulator.clear_faults()
+
+
+def raw_events(core: client.CoreV1Api, ns: str, rv: str, seconds: int, **kwargs: Any) -> list[Any]:
+    """(type, name or bookmark resourceVersion) of each event, bookmarks included."""
+    w = watch.Watch()
+    out = []
+    for ev in w.stream(core.list_namespaced_config_map, ns, resource_version=rv,
+                       timeout_seconds=seconds, allow_watch_bookmarks=True, **kwargs):  # fmt: skip
+        meta = ev["raw_object"]["metadata"]
+        out.append((ev["type"], meta.get("name") or meta["resourceVersion"]))
+    return out
+
+
+def test_quiet_watch_gets_bookmarks_with_the_current_version(
+    emulator_only: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    """Bookmarks carry the store's resourceVersion, so a watcher of a quiet collection can
+    resume from a recent version instead of a compacted one."""
+    core.create_namespaced_config_map(ns, configmap("before"))
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    core.create_namespace({"metadata": {"name": f"{ns}-elsewhere"}})  # a change it does not see
+    latest = core.list_namespace().metadata.resource_version
+    events = raw_events(core, ns, rv, seconds=3)
+    assert ("BOOKMARK", latest) in events
+    assert all(kind == "BOOKMARK" for kind, _ in events)
+
+
+def test_dropped_watch_ends_without_the_closing_chunk(
+    emulator_only: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    """`watch: drop` streams `after` events, then resets the connection."""
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    for name in ("a", "b", "c"):
+        core.create_namespaced_config_map(ns, configmap(name))
+    emulator_only.fault("GET", f"/api/v1/namespaces/{ns}/configmaps", watch="drop", after=2)
+    seen = []
+    with pytest.raises(Exception) as failure:  # urllib3 ProtocolError or a reset, as it lands
+        w = watch.Watch()
+        for ev in w.stream(core.list_namespaced_config_map, ns, resource_version=rv,
+                           timeout_seconds=5):  # fmt: skip
+            seen.append(ev["object"].metadata.name)
+    assert not isinstance(failure.value, client.ApiException)
+    assert seen == ["a", "b"]
+    # The fault is spent: the next watch streams everything.
+    assert [n for _, n in raw_events(core, ns, rv, seconds=1) if n in "abc"] == ["a", "b", "c"]
+
+
+def test_delayed_watch_lags_behind_the_store(
+    emulator_only: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    """`watch: delay` holds each event back: a write is readable at once but seen late."""
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    emulator_only.fault("GET", f"/api/v1/namespaces/{ns}/configmaps", watch="delay", delay=1.0)
+    arrived: dict[str, float] = {}
+
+    def run() -> None:
+        w = watch.Watch()
+        for ev in w.stream(core.list_namespaced_config_map, ns, resource_version=rv,
+                           timeout_seconds=6):  # fmt: skip
+            arrived[ev["object"].metadata.name] = time.monotonic()
+            if len(arrived) == 2:
+                w.stop()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    written = time.monotonic()
+    core.create_namespaced_config_map(ns, configmap("late1"))
+    core.create_namespaced_config_map(ns, configmap("late2"))
+    thread.join(20)
+    assert sorted(arrived) == ["late1", "late2"]
+    assert arrived["late1"] - written >= 1.0
+    assert arrived["late2"] - written >= 2.0  # held back one after the other
+
+
+def test_gone_watch_fault_answers_an_expired_error_event(
+    emulator_only: Any, core: client.CoreV1Api, ns: str
+) -> None:
+    """`watch: gone` is a 410 inside a 200 stream, as a real API server reports it."""
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    emulator_only.fault("GET", f"/api/v1/namespaces/{ns}/configmaps", watch="gone")
+    with pytest.raises(client.ApiException) as exc:
+        collect(core, ns, seconds=2, resource_version=rv)
+    assert exc.value.status == 410
+    assert collect(core, ns, seconds=1, resource_version=rv) == []  # spent: a normal watch

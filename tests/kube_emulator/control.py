@@ -14,12 +14,19 @@ Served under `/_emulator/` (never logged themselves):
   request (a write lands) and then closes the connection without sending the answer, whose
   status the log still records; `delay` alone only slows the real answer down. `GET` lists
   pending faults, `DELETE` clears them.
+  Faults for watches (`"watch"` set; they match `?watch=true` requests only, and other faults
+  never do): `"watch": "drop"` streams `after` events, then resets the connection mid-stream;
+  `"watch": "delay"` holds every event (bookmarks too) back `delay` seconds, so the watcher
+  lags behind the store; `"watch": "gone"` answers with one ERROR event, 410 Expired, as a
+  server whose watch cache moved past the requested version.
 - `GET /_emulator/audit` → the admission chain's audit events (`AdmissionChain.audit_events`):
   `[{"operation", "resource", "subresource", "namespace", "name", "annotations"}, …]`;
   `DELETE` clears them.
 - `POST /_emulator/reset` with optional `{"seed": NAME}` empties the store, re-seeds it and
-  clears pending faults and audit events; `POST /_emulator/compact` drops the watch event log (older
-  resourceVersions then answer 410 Gone, as after etcd compaction).
+  clears pending faults and audit events; `POST /_emulator/compact` drops the watch event log
+  (older resourceVersions then answer 410 Gone, as after etcd compaction).
+- `POST /_emulator/objects` with `{"path": ..., "objects": [...]}` creates many objects in one
+  call, each through the REST layer's rules (`{namespace}` in the path is filled per object).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_LOG = 200_000
+WATCH_FAULTS = ("drop", "delay", "gone")
 
 
 @dataclass
@@ -42,8 +50,12 @@ class Fault:
     times: int
     retry_after: int | None = None
     lose_answer: bool = False
+    watch: str | None = None  # drop, delay or gone
+    after: int = 0  # events a dropped watch streams first
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, watching: bool = False) -> bool:
+        if (self.watch is not None) != watching:
+            return False
         return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path)
 
     def to_json(self) -> dict[str, Any]:
@@ -56,6 +68,8 @@ class Fault:
             "times": self.times,
             "retryAfter": self.retry_after,
             "loseAnswer": self.lose_answer,
+            "watch": self.watch,
+            "after": self.after,
         }
 
 
@@ -76,6 +90,16 @@ def parse_fault(body: Any) -> Fault:
     times = body.get("times", 1)
     if not isinstance(times, int) or times < 1:
         raise ValueError("times must be a positive integer")
+    watch = body.get("watch")
+    if watch is not None and watch not in WATCH_FAULTS:
+        raise ValueError(f"watch must be one of {', '.join(WATCH_FAULTS)}")
+    after = body.get("after", 0)
+    if not isinstance(after, int) or after < 0:
+        raise ValueError("after must be a non-negative integer")
+    if watch is not None:
+        if watch == "delay" and not delay:
+            raise ValueError("a delay watch fault needs a delay")
+        return Fault(method, path, None, float(delay), False, times, watch=watch, after=after)
     retry_after = body.get("retryAfter")
     if retry_after is not None and (
         not isinstance(retry_after, int) or retry_after < 0 or status is None
@@ -122,13 +146,13 @@ class Controls:
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, method: str, path: str) -> Fault | None:
+    def take_fault(self, method: str, path: str, watching: bool = False) -> Fault | None:
         """The first pending fault matching this request, consuming one of its `times`."""
         with self._lock:
             if not self._faults:
                 return None
             for f in self._faults:
-                if f.matches(method, path):
+                if f.matches(method, path, watching):
                     f.times -= 1
                     if f.times <= 0:
                         self._faults.remove(f)

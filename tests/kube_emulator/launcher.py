@@ -152,9 +152,12 @@ class EmulatorProcess:
         times: int = 1,
         retry_after: int | None = None,
         lose_answer: bool = False,
+        watch: str | None = None,
+        after: int = 0,
     ) -> None:
         """Script the next `times` responses to `method` on paths matching the fnmatch pattern
-        (`retry_after` goes with a `status`; `lose_answer` serves the request, then drops)."""
+        (`retry_after` goes with a `status`; `lose_answer` serves the request, then drops; with
+        `watch`: the next watches, see tests/kube_emulator/control.py)."""
         fault: dict[str, Any] = {
             "method": method,
             "path": path_pattern,
@@ -166,6 +169,8 @@ class EmulatorProcess:
         }
         if retry_after is not None:
             fault["retryAfter"] = retry_after
+        if watch is not None:
+            fault.update(watch=watch, after=after)
         self._control("POST", "faults", fault)
 
     def clear_faults(self) -> None:
@@ -174,6 +179,11 @@ class EmulatorProcess:
     def pending_faults(self) -> list[dict[str, Any]]:
         """Scripted faults not yet used up; a fault's `times` counts down as requests start."""
         return self._control("GET", "faults")  # type: ignore[no-any-return]
+
+    def create_many(self, path: str, objects: list[dict[str, Any]]) -> None:
+        """Create objects through the REST rules in one control call; `path` may name
+        `{namespace}`, filled from each object's metadata."""
+        self._control("POST", "objects", {"path": path, "objects": objects})
 
     def compact(self) -> int:
         """Drop the watch event log: older resourceVersions then answer 410 Gone."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import random
 import sys
@@ -80,6 +81,9 @@ PATCH_TYPES = [
 ]
 WRITE_ATTEMPTS = 8
 DEFAULT_WATCH_SECONDS = 1800
+# A watch that asked for bookmarks gets one after this long without an event, carrying the
+# current resourceVersion (the real watch cache sends them about once a minute).
+BOOKMARK_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -375,7 +379,7 @@ class Api:
                     "You can start a new list without the continue parameter."
                 )
             rv = token_rv
-            items = [o for o in items if _key(o) >= start]
+            items = items[bisect.bisect_left(items, start, key=_key) :]
         if t.name:
             items = [o for o in items if o["metadata"]["name"] == t.name]
         if not (label.empty and fields.empty):
@@ -432,7 +436,10 @@ class Api:
                     raise errors.bad_request(f"invalid resource version: {raw_rv!r}") from None
         bookmarks = query.get("allowWatchBookmarks") == "true"
 
+        last_sent = [time.monotonic()]  # when this watch last sent anything (bookmarks)
+
         def event(etype: str, obj: Obj) -> bytes:
+            last_sent[0] = time.monotonic()
             return dumps({"type": etype, "object": self._encode(rt, obj)}) + b"\n"
 
         def stream() -> Iterator[bytes]:
@@ -475,6 +482,11 @@ class Api:
                             yield event("ADDED", ev.obj)
                         elif was_in:
                             yield event("DELETED", ev.obj)
+                if bookmarks and time.monotonic() - last_sent[0] >= BOOKMARK_INTERVAL_S:
+                    mark = {"kind": rt.kind, "apiVersion": rt.api_version,
+                            "metadata": {"resourceVersion": str(cursor)}}  # fmt: skip
+                    yield dumps({"type": "BOOKMARK", "object": mark}) + b"\n"
+                    last_sent[0] = time.monotonic()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or store.epoch != epoch or self.closing or not alive():
                     return

@@ -98,9 +98,26 @@ class Emulator:
             return Response(200, dumps({"resourceVersion": str(self.store.resource_version)}))
         elif what == "compact" and method == "POST":
             return Response(200, dumps({"compacted": str(self.store.compact())}))
+        elif what == "objects" and method == "POST":
+            return self._create_many(payload)
         else:
             return _plain(404, f"unknown control {path}")
         return _plain(405, f"{method} not allowed on {path}")
+
+    def _create_many(self, payload: Any) -> Response:
+        """Bulk seeding for benches: one control call instead of thousands of HTTP creates,
+        each object still created through the REST layer's rules."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("objects"), list):
+            return _plain(400, 'want {"path": ..., "objects": [...]}')
+        path = payload.get("path")
+        if not isinstance(path, str):
+            return _plain(400, "path must be a string")
+        try:
+            for obj in payload["objects"]:
+                self.api.create_object(path.format(**obj.get("metadata", {})), obj)
+        except (RuntimeError, KeyError, AttributeError) as bad:
+            return _plain(400, str(bad))
+        return Response(200, dumps({"created": len(payload["objects"])}))
 
 
 def _plain(status: int, text: str) -> Response:
@@ -244,7 +261,13 @@ class Handler(BaseHTTPRequestHandler):
             self._send(emulator.control(method, path, body))
             return
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
-        fault = emulator.controls.take_fault(method, path)
+        watching = method == "GET" and query.get("watch") in ("true", "1")
+        fault = emulator.controls.take_fault(method, path, watching)
+        if fault is not None and fault.watch is not None:
+            self._faulty_watch(
+                fault, Request(method, path, query, dict(self.headers.items()), body)
+            )
+            return
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
@@ -293,17 +316,45 @@ class Handler(BaseHTTPRequestHandler):
         head = self._head(resp, f"Content-Length: {len(resp.body)}")
         self.wfile.write(head if self.command == "HEAD" else head + resp.body)
 
-    def _stream(self, resp: Response) -> None:
+    def _stream(self, resp: Response, *, delay: float = 0, limit: int | None = None) -> None:
+        """Chunked events; `delay` holds each back (a lagging watch), `limit` stops after that
+        many without the closing chunk (the caller then drops the connection)."""
         assert resp.stream is not None
         try:
             self.wfile.write(self._head(resp, "Transfer-Encoding: chunked"))
-            for chunk in resp.stream:
+            self.wfile.flush()
+            for sent, chunk in enumerate(resp.stream):
+                if limit is not None and sent >= limit:
+                    return
+                if delay:
+                    time.sleep(delay)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()
+            if limit is not None:
+                return
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except OSError:
             self.close_connection = True
+
+    def _faulty_watch(self, fault: control.Fault, req: Request) -> None:
+        emulator = self.server.emulator
+        if fault.watch == "gone":
+            gone = errors.gone("too old resource version: injected fault")
+            event = dumps({"type": "ERROR", "object": gone.status()}) + b"\n"
+            emulator.controls.record(req.method, req.path, req.query, 200)
+            self._stream(Response(200, stream=iter([event])))
+            return
+        resp = emulator.api.handle(req, alive=self._alive)
+        emulator.controls.record(req.method, req.path, req.query, resp.status)
+        if resp.stream is None:
+            self._send(resp)
+            return
+        if fault.watch == "delay":
+            self._stream(resp, delay=fault.delay)
+            return
+        self._stream(resp, limit=fault.after)
+        self._drop()
 
     def _alive(self) -> bool:
         """False once the client closed a watch: it never sends anything else mid-stream."""

@@ -57,6 +57,9 @@ class Store:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._objects: dict[tuple[str, str], dict[Key, Obj]] = {}
+        # Keys of each resource in etcd order, kept until the resource's next write: a paged
+        # LIST of 50,000 pods asks for the order a hundred times.
+        self._ordered: dict[tuple[str, str], list[Key]] = {}
         self._rv = 1
         self._events: list[Event] = []
         self._first_rv = 2  # resourceVersion of _events[0], or of the next event when empty
@@ -84,8 +87,11 @@ class Store:
         """The current resourceVersion and the objects in key order ("<namespace>/<name>")."""
         with self.lock:
             bucket = self._objects.get((group, resource), {})
-            # etcd order: by the key string "<namespace>/<name>" (continue tokens rely on it)
-            keys = sorted((k for k in bucket if not namespace or k[0] == namespace), key=_order)
+            ordered = self._ordered.get((group, resource))
+            if ordered is None:
+                # etcd order: by the key string "<namespace>/<name>" (continue tokens rely on it)
+                ordered = self._ordered[(group, resource)] = sorted(bucket, key=_order)
+            keys = (k for k in ordered if k[0] == namespace) if namespace else ordered
             return self._rv, [bucket[k] for k in keys]
 
     def objects_in_namespace(self, namespace: str) -> Owned:
@@ -117,6 +123,8 @@ class Store:
         meta["resourceVersion"] = str(self._rv)
         key = (meta.get("namespace", ""), meta["name"])
         bucket = self._objects.setdefault((group, resource), {})
+        if etype != "MODIFIED":
+            self._ordered.pop((group, resource), None)
         if etype == "DELETED":
             bucket.pop(key, None)
         else:
@@ -171,6 +179,7 @@ class Store:
             for obj in list(self._objects.get((group, resource), {}).values()):
                 self._commit(group, resource, "DELETED", clone(obj), obj)
             self._objects.pop((group, resource), None)
+            self._ordered.pop((group, resource), None)
 
     # -- watch -----------------------------------------------------------------------------------
 
@@ -192,10 +201,13 @@ class Store:
     # -- control ---------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Empty the store and the event log; resourceVersions keep counting up."""
+        """Empty the store and the event log; resourceVersions keep counting up, past every
+        version a watcher holds, so it gets 410 and relists instead of resuming unaware."""
         with self.lock:
             self._objects.clear()
+            self._ordered.clear()
             self._events.clear()
+            self._rv += 1
             self._first_rv = self._rv + 1
             self.epoch += 1
             self.registry.reset()

@@ -1,0 +1,153 @@
+"""Races with the caches behind: three real mutate processes whose watches lag, drop or expire
+mid-burst, and a ConfigMap deleted while cached (issue 10's "must stay true").
+
+The API server's part is played as in the race tests: each admitted pod is stored with its
+patch as soon as its answer arrives, so the pod caches have real pods to (fail to) see. Watches
+are short here (CACHE_MAX_SILENCE=2s: about a second each), so scripted watch faults land in
+the middle of a burst rather than after it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kubernetes
+import pytest
+
+from tests.cluster import AFFINITY, add_node, affinity_data, apply_patch, cocoon_pod
+from tests.test_mutate_races import RS, MutateProcess, start_all, vm_names
+
+BURST = 60
+FAULTS = {
+    # every event of every pods and ConfigMap watch held back: the caches lag by seconds
+    "delayed events": {"watch": "delay", "delay": 0.05, "times": 1000},
+    "watch dropped mid-burst": {"watch": "drop", "after": 5, "times": 6},
+    "410 mid-burst": {"watch": "gone", "times": 6},
+}
+
+
+@pytest.fixture(scope="module")
+def mutators(kube_emulator: Any) -> Iterator[list[MutateProcess]]:
+    processes = start_all(kube_emulator.kubeconfig, {"CACHE_MAX_SILENCE": "2s"})
+    yield processes
+    for process in processes:
+        process.stop()
+
+
+@pytest.fixture
+def core(emulator: Any, mutators: list[MutateProcess]) -> Any:
+    api = kubernetes.client.CoreV1Api(emulator.api_client())
+    api.create_namespace({"metadata": {"name": "ns"}})
+    for name in ("cocoon-a", "cocoon-b", "cocoon-c"):
+        add_node(api, name)
+    # The emulator was reset under the processes: wait until their caches have relisted.
+    for process in mutators:
+        wait_metric(process, "pods", 0)
+        wait_metric(process, "nodes", 3)
+        process.wait_ready()
+    return api
+
+
+def cache_size(process: MutateProcess, cache: str) -> float | None:
+    _, body = process.call("GET", "/metrics", b"")
+    found = re.search(
+        rf'^cocoon_webhook_cache_objects{{cache="{cache}"}} (\S+)$', body.decode(), re.M
+    )
+    return float(found.group(1)) if found else None
+
+
+def wait_metric(process: MutateProcess, cache: str, value: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while cache_size(process, cache) != value:
+        assert time.monotonic() < deadline, f"{cache} cache never reached {value}"
+        time.sleep(0.05)
+
+
+def admit_and_store(processes: list[MutateProcess], core: Any, pods: list[dict[str, Any]],
+                    first_uid: int = 0) -> list[Any]:  # fmt: skip
+    """Admit concurrently over the processes; store each pod the moment its answer arrives."""
+
+    def one(i: int, pod: dict[str, Any]) -> Any:
+        result = processes[i % len(processes)].admit(pod, f"uid-{first_uid + i}")
+        _, response, _ = result
+        if response.get("allowed"):
+            core.create_namespaced_pod("ns", apply_patch(pod, response))
+        return result
+
+    with ThreadPoolExecutor(len(pods)) as pool:
+        return list(pool.map(one, range(len(pods)), pods))
+
+
+def live_pods(core: Any) -> dict[str, str]:
+    """Pod name → VM name of every pod in `ns`."""
+    return {
+        p.metadata.name: p.metadata.annotations["vm.cocoonstack.io/name"]
+        for p in core.list_namespaced_pod("ns").items
+    }
+
+
+def assert_consistent(core: Any) -> None:
+    """No VM name carried by two live pods; every live pod's entry names it; entries unique."""
+    pods = live_pods(core)
+    doubled = [vm for vm, n in Counter(pods.values()).items() if n > 1]
+    assert doubled == [], f"VM names handed out twice: {doubled}"
+    entries = {json.loads(v)["vmName"]: json.loads(v)["pod"] for v in affinity_data(core).values()}
+    for pod, vm in pods.items():
+        assert entries.get(vm) == pod, f"{pod} ({vm}) lost its entry"
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_lagging_or_broken_watches_hand_out_nothing_twice(
+    emulator: Any, core: Any, mutators: list[MutateProcess], fault: str
+) -> None:
+    for path in ("/api/v1/pods", "/api/v1/namespaces/cocoon-system/configmaps"):
+        emulator.fault("GET", path, **FAULTS[fault])
+
+    # A burst of new replicas: dense, distinct slots while every cache is behind.
+    names = vm_names(admit_and_store(mutators, core, [cocoon_pod(rs=RS) for _ in range(BURST)]))
+    assert sorted(names) == sorted(f"vk-ns-demo-{slot}" for slot in range(BURST))
+    assert_consistent(core)
+
+    # Later, with the claims aged out (as after the in-flight window) once the caches have seen
+    # every pod: a third of the pods go, and replacements plus new replicas arrive at once,
+    # while the caches again lag behind the deletions and the new pods.
+    for process in mutators:
+        wait_metric(process, "pods", BURST)
+    data = affinity_data(core)
+    aged = {k: json.dumps({**json.loads(v), "updatedAt": "2020-01-01T00:00:00Z"},
+                          separators=(",", ":")) for k, v in data.items()}  # fmt: skip
+    core.patch_namespaced_config_map(AFFINITY[1], AFFINITY[0], {"data": aged})
+    for path in ("/api/v1/pods", "/api/v1/namespaces/cocoon-system/configmaps"):
+        emulator.fault("GET", path, **FAULTS[fault])
+    for name in sorted(live_pods(core))[: BURST // 3]:
+        core.delete_namespaced_pod(name, "ns", grace_period_seconds=0)
+    results = admit_and_store(mutators, core, [cocoon_pod(rs=RS) for _ in range(BURST // 2)],
+                              first_uid=BURST)  # fmt: skip
+    vm_names(results)  # each one reserved (no fail-open warning)
+    assert_consistent(core)
+    assert len(live_pods(core)) == BURST - BURST // 3 + BURST // 2
+
+
+def test_configmap_deleted_while_cached(
+    emulator: Any, core: Any, mutators: list[MutateProcess]
+) -> None:
+    """Every process holds the ConfigMap in its cache when it is deleted; the next writes get
+    404 (or 409 on the re-create race), re-read directly and create it once."""
+    first = vm_names(admit_and_store(mutators, core, [cocoon_pod(name=f"w-{i}") for i in range(3)]))
+    for process in mutators:
+        wait_metric(process, "configmaps", 1)
+    kubernetes.client.CoreV1Api(emulator.api_client()).delete_namespaced_config_map(
+        AFFINITY[1], AFFINITY[0]
+    )
+    pods = [cocoon_pod(name=f"v-{i}") for i in range(BURST // 2)]
+    names = vm_names(admit_and_store(mutators, core, pods, first_uid=10))
+    assert sorted(names) == sorted(f"vk-ns-v-{i}" for i in range(BURST // 2))
+    data = affinity_data(core)
+    assert sorted(data) == sorted(f"ns._pod.v-{i}" for i in range(BURST // 2))
+    assert len(first) == 3

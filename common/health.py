@@ -19,7 +19,9 @@ started by `/readyz` itself when no call succeeded for `RECENT_SUCCESS_S`, in th
 the kubelet's probe period paces them, and a busy replica never probes.
 
 Readiness is one small async callable (`common.admission.Readiness`); `all_ready` composes
-several (a later "caches synced" check, the server's "not shutting down").
+several (mutate's "caches synced once", `common.cache`; the server's "not shutting down").
+The caches' check is the one exception to the rule above, and only until their first sync: a
+replica with nothing cached yet would answer every admission from direct LISTs.
 """
 
 from __future__ import annotations

@@ -215,3 +215,26 @@ def test_readiness_waits_for_the_first_sync(emulator: Any, core: Any, kube: Clie
         wait_for(lambda: asyncio.run(caches.readiness())[0], "readiness")
     finally:
         caches.stop()
+
+
+def test_a_forked_child_starts_caches_of_its_own(
+    emulator: Any, kube: ClientKubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads do not survive a fork: caches built and started in a parent (gunicorn's, were
+    the module loaded there) are rebuilt and started again in the serving child."""
+    import common.cache
+
+    caches = ClusterCaches(kube, max_silence_s=5)
+    try:
+        caches.ensure_started()
+        parents = caches.reflectors
+        caches.ensure_started()
+        assert caches.reflectors is parents  # same process: started once
+        monkeypatch.setattr(common.cache.os, "getpid", lambda: -1)
+        caches.ensure_started()
+        assert all(new is not old for new, old in zip(caches.reflectors, parents, strict=True))
+        assert caches.wait_synced(30)
+    finally:
+        for reflector in parents:
+            reflector.stop()
+        caches.stop()

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from bench.loadgen import free_port
-from tests.cluster import cocoon_pod
+from tests.cluster import cocoon_pod, pod_review
 from tests.functions_app import ROOT, function_client
 from tests.helpers import admission_count, response_of, review, scale, workload
 
@@ -139,9 +139,23 @@ def api_reachable_sample(metrics_text: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("target", ["validate", "mutate"])
-def test_ready_without_an_api_server_which_the_metrics_show(tmp_path: Path, target: str) -> None:
-    """An unreachable API must not take a replica out of rotation (docs/operations.md)."""
+@pytest.mark.parametrize(
+    ("target", "readiness"),
+    [
+        pytest.param("validate", (200, "ready"), id="validate"),
+        # mutate waits for its caches' first sync only (issue 10); see the test below for after.
+        pytest.param(
+            "mutate",
+            (503, "not ready: caches not synced yet (pods, nodes, configmaps)"),
+            id="mutate",
+        ),
+    ],
+)
+def test_ready_without_an_api_server_which_the_metrics_show(
+    tmp_path: Path, target: str, readiness: tuple[int, str]
+) -> None:
+    """An unreachable API must not take a replica out of rotation (docs/operations.md), except
+    a mutate replica that never synced its caches."""
     kubeconfig = tmp_path / "config"
     port = free_port()  # nothing listens there
     kubeconfig.write_text(json.dumps({
@@ -152,7 +166,7 @@ def test_ready_without_an_api_server_which_the_metrics_show(tmp_path: Path, targ
     }))  # fmt: skip
     with function_client(target, KUBECONFIG=str(kubeconfig)) as client:
         response = client.get("/readyz")
-        assert (response.status_code, response.text) == (200, "ready")
+        assert (response.status_code, response.text) == readiness
         # The probe /readyz started in the background finds the API unreachable.
         deadline = time.monotonic() + 30
         while api_reachable_sample(client.get("/metrics").text) != "0.0":
@@ -160,7 +174,32 @@ def test_ready_without_an_api_server_which_the_metrics_show(tmp_path: Path, targ
             time.sleep(0.05)
         metrics = client.get("/metrics").text
         assert "cocoon_webhook_kube_api_last_success_age_seconds +Inf" in metrics
-        assert client.get("/readyz").status_code == 200
+        assert client.get("/readyz").status_code == readiness[0]
+
+
+def test_mutate_stays_ready_when_the_api_goes_after_its_first_sync(tmp_path: Path) -> None:
+    """Once synced, mutate stays in rotation through an API outage: its silent caches are not
+    trusted (direct reads, which fail), and pods are admitted fail-open at once."""
+    from common import runtime
+    from tests.functions_app import wait_ready
+    from tests.kube_emulator.launcher import EmulatorProcess
+
+    emulator = EmulatorProcess.start(tmp_path, seed="namespaces")
+    try:
+        env = {"KUBECONFIG": emulator.kubeconfig, "CACHE_MAX_SILENCE": "1s"}
+        with function_client("mutate", **env) as client:
+            wait_ready(client)
+            emulator.stop()
+            deadline = time.monotonic() + 30
+            while len(runtime.caches().stale()) < 3:
+                assert time.monotonic() < deadline, "the caches never went silent"
+                time.sleep(0.05)
+            assert (client.get("/readyz").status_code, client.get("/readyz").text) == (200, "ready")
+            response = response_of(client.post("/mutate", json=pod_review(cocoon_pod(name="p"))))
+            assert response["allowed"] is True
+            assert "kubernetes API unreachable" in response["warnings"][0]
+    finally:
+        emulator.stop()
 
 
 def test_bad_setting_stops_the_module_load() -> None:

@@ -63,7 +63,7 @@ def endpoint(handler: str) -> Endpoint:
     if handler == "validate":
         return validate_endpoint(kube())
     if handler == "mutate":
-        return mutate_endpoint(kube(), settings(), caches())
+        return mutate_endpoint(kube(), settings(), caches() if settings().caches_enabled else None)
     if handler == "validate_cocoonset":
         return cocoonset_endpoint()
     raise ValueError(f"unknown handler {handler!r}")

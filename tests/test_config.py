@@ -588,3 +588,13 @@ def test_load_settings_fails_on_bad_environ(monkeypatch: pytest.MonkeyPatch) -> 
         assert caught.value.name == "WORKERS"
     finally:
         config.load_settings.cache_clear()
+
+
+def test_cache_silence_zero_turns_the_caches_off_and_is_capped_by_the_window() -> None:
+    assert Settings.from_env({}).cache_silence_limit_s == 15.0
+    assert Settings.from_env({"AFFINITY_INFLIGHT_WINDOW": "10s"}).cache_silence_limit_s == 5.0
+    assert Settings.from_env({}).caches_enabled
+    assert not Settings.from_env({"CACHE_MAX_SILENCE": "0s"}).caches_enabled
+    with pytest.raises(ConfigError) as bad:
+        Settings.from_env({"CACHE_MAX_SILENCE": "-1s"})
+    assert str(bad.value) == 'invalid CACHE_MAX_SILENCE "-1s": must be >= 0'

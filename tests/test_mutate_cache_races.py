@@ -42,13 +42,16 @@ def mutators(kube_emulator: Any) -> Iterator[list[MutateProcess]]:
 
 @pytest.fixture
 def core(emulator: Any, mutators: list[MutateProcess]) -> Any:
+    # The emulator was reset under the processes: wait until every cache has relisted (the
+    # last test left pods, nodes and a ConfigMap behind), then until they see the new nodes.
+    for process in mutators:
+        for cache in ("pods", "nodes", "configmaps"):
+            wait_metric(process, cache, 0)
     api = kubernetes.client.CoreV1Api(emulator.api_client())
     api.create_namespace({"metadata": {"name": "ns"}})
     for name in ("cocoon-a", "cocoon-b", "cocoon-c"):
         add_node(api, name)
-    # The emulator was reset under the processes: wait until their caches have relisted.
     for process in mutators:
-        wait_metric(process, "pods", 0)
         wait_metric(process, "nodes", 3)
         process.wait_ready()
     return api

@@ -39,16 +39,22 @@ def core(emulator: Any) -> Any:
     return api
 
 
+# These faults hit mutate's direct reads: with its caches off (CACHE_MAX_SILENCE=0), as when they
+# are silent, every admission reads the API. tests/test_mutate_cache_races.py has the caches'.
+DIRECT = {"CACHE_MAX_SILENCE": "0s"}
+
+
 @pytest.fixture
 def mutate(emulator: Any, core: Any) -> Iterator[TestClient]:
-    env = {"KUBECONFIG": emulator.kubeconfig, "MUTATE_DEADLINE": f"{DEADLINE_S:g}s"}
+    env = {"KUBECONFIG": emulator.kubeconfig, "MUTATE_DEADLINE": f"{DEADLINE_S:g}s", **DIRECT}
     with function_client("mutate", **env) as client:
         yield client
 
 
 @pytest.fixture
 def patient(emulator: Any, core: Any) -> Iterator[TestClient]:
-    env = {"KUBECONFIG": emulator.kubeconfig, "MUTATE_DEADLINE": f"{PATIENT_DEADLINE_S:g}s"}
+    env = {"KUBECONFIG": emulator.kubeconfig, "MUTATE_DEADLINE": f"{PATIENT_DEADLINE_S:g}s",
+           **DIRECT}  # fmt: skip
     with function_client("mutate", **env) as client:
         yield client
 

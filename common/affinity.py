@@ -121,6 +121,8 @@ class _Ticket:
     cached: bool = False  # reads come from the caches (else: direct API reads)
     home: str = ""  # the ConfigMap (shard) holding this identity's entries
     other_claims: Sequence[Reservation] = ()  # the pool's other shards' claims in flight
+    # its namespace's entries in the pool's other shards (the unconfirmed bound is pool-wide)
+    namespace_elsewhere: dict[str, Reservation] = field(default_factory=dict)
     result: Draft | Failed | None = None
     attempts: int = 0  # retries made for it: writes lost to a conflict, transient failures
     abandoned: bool = False  # its caller gave up waiting; a leader must not start on it
@@ -143,6 +145,25 @@ class _Batch:
     def spend(self) -> bool:
         charged = [ticket.spend() for ticket in self.tickets]  # every one, not up to the first
         return any(charged)
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One shard's reservations at one resourceVersion, as the other shards' admissions read
+    them."""
+
+    version: str
+    newest: list[Reservation]  # newest claim first
+    by_namespace: dict[str, dict[str, Reservation]]  # namespace -> key -> reservation
+
+    @classmethod
+    def of(cls, stored: ConfigMap) -> _Decoded:
+        decoded = decode_entries(stored.data)[0]
+        by_namespace: dict[str, dict[str, Reservation]] = {}
+        for key, reservation in decoded.items():
+            by_namespace.setdefault(reservation.namespace, {})[key] = reservation
+        newest = sorted(decoded.values(), key=lambda r: r.updated_at, reverse=True)
+        return cls(stored.resource_version, newest, by_namespace)
 
 
 @dataclass
@@ -175,7 +196,7 @@ class AffinityStore:
         self._monotonic = monotonic
         self._pools: dict[str, _Pool] = {}
         self._pools_guard = threading.Lock()
-        self._decoded: dict[str, tuple[str, list[Reservation]]] = {}
+        self._decoded: dict[str, _Decoded] = {}
         self._first_identities: dict[str, tuple[str, frozenset[Identity]]] = {}
         self._node_lister = ThreadPoolExecutor(NODE_LIST_WORKERS, "node-pods")
         self._retrier = Retrier("mutate", monotonic=monotonic, sleep=sleep)
@@ -250,7 +271,7 @@ class AffinityStore:
             return
         shard = home_shard(intent, shards, self._identities(first))
         ticket.home = affinity_shard_name(intent.pool, shard)
-        ticket.other_claims = self._other_claims(intent.pool, shards, ticket.home)
+        self._other_shards(ticket, shards)
 
     def _identities(self, first: ConfigMap) -> frozenset[Identity]:
         with self._pools_guard:
@@ -261,30 +282,33 @@ class AffinityStore:
                 self._first_identities[first.name] = memo
         return memo[1]
 
-    def _other_claims(self, pool: str, shards: int, home: str) -> list[Reservation]:
-        """The other shards' claims still in flight: all the picker counts of them. Each
-        shard's reservations are decoded and ordered newest first once per resourceVersion,
-        so this costs the claims in flight, not the pool's size."""
+    def _other_shards(self, ticket: _Ticket, shards: int) -> None:
+        """From the pool's other shards: the claims still in flight (all the picker counts of
+        them) and the entries of the ticket's namespace (for the unconfirmed bound). Each shard
+        is decoded, ordered newest first and grouped by namespace once per resourceVersion, so
+        this costs the claims in flight and the namespace's entries, not the pool's size."""
         assert self._caches is not None
+        intent = ticket.intent
         now = self._clock()
         claims: list[Reservation] = []
         for shard in range(shards):
-            name = affinity_shard_name(pool, shard)
-            if name == home:
+            name = affinity_shard_name(intent.pool, shard)
+            if name == ticket.home:
                 continue
             stored = self._caches.configmaps.get(name)
             if stored is None:
                 continue
             with self._pools_guard:
                 memo = self._decoded.get(name)
-            if memo is None or memo[0] != stored.resource_version:
-                decoded = decode_entries(stored.data)[0].values()
-                newest_first = sorted(decoded, key=lambda r: r.updated_at, reverse=True)
-                memo = (stored.resource_version, newest_first)
+            if memo is None or memo.version != stored.resource_version:
+                memo = _Decoded.of(stored)
                 with self._pools_guard:
                     self._decoded[name] = memo
-            claims.extend(itertools.takewhile(lambda r: r.in_flight(now, self._window), memo[1]))
-        return claims
+            claims.extend(
+                itertools.takewhile(lambda r: r.in_flight(now, self._window), memo.newest)
+            )
+            ticket.namespace_elsewhere.update(memo.by_namespace.get(intent.namespace, {}))
+        ticket.other_claims = claims
 
     def _dry_run(self, ticket: _Ticket) -> Draft | Failed:
         """The same plan, from the same entries, with nothing written and no batch joined."""
@@ -482,6 +506,7 @@ class AffinityStore:
                 window=self._window,
                 max_unconfirmed=self._max_unconfirmed,
                 other_claims=ticket.other_claims,
+                namespace_elsewhere=ticket.namespace_elsewhere,
             )
             if not isinstance(result, Need):
                 return result

@@ -270,6 +270,7 @@ def plan_entry(
     window: timedelta,
     max_unconfirmed: int = MAX_UNCONFIRMED_PER_NAMESPACE,
     other_claims: Iterable[Reservation] = (),
+    namespace_elsewhere: Mapping[str, Reservation] | None = None,
 ) -> Draft | Failed | Need:
     """Plan the pool ConfigMap entry for `intent` (SPEC 5.6-5.8).
 
@@ -296,8 +297,9 @@ def plan_entry(
 
     In a pool spread over several ConfigMaps (docs/pools.md), `entries` is the intent's home
     shard, which holds every entry of its identity; `other_claims` are the other shards'
-    claims in flight, which only weigh in the least-used pick. There, the bound on unconfirmed
-    claims and the room `_reclaim` makes are those of the home ConfigMap.
+    claims in flight, which only weigh in the least-used pick; `namespace_elsewhere` are the
+    intent's namespace's entries in the other shards, which count against the unconfirmed
+    bound (a pool-wide bound, as in one ConfigMap). The room `_reclaim` makes is the home's.
     """
     reservations, _malformed = decode_entries(entries)
     if intent.deployment is not None:
@@ -314,7 +316,8 @@ def plan_entry(
         return Failed(REASON_KEY_TOO_LONG)
 
     if target.key not in reservations or reservations[target.key].pod != intent.pod_name:
-        over = _over_unconfirmed_bound(intent, reservations, live_pods, target.key,
+        counted = {**namespace_elsewhere, **reservations} if namespace_elsewhere else reservations
+        over = _over_unconfirmed_bound(intent, counted, live_pods, target.key,
                                        max_unconfirmed)  # fmt: skip
         if over is not None:
             return over

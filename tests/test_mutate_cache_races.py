@@ -10,8 +10,6 @@ the middle of a burst rather than after it.
 from __future__ import annotations
 
 import json
-import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +18,15 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.cluster import AFFINITY, add_node, affinity_data, apply_patch, cocoon_pod
-from tests.test_mutate_races import RS, MutateProcess, start_all, vm_names
+from tests.cluster import AFFINITY, affinity_data, apply_patch, cocoon_pod
+from tests.test_mutate_races import (
+    RS,
+    MutateProcess,
+    ready_cluster,
+    start_all,
+    vm_names,
+    wait_metric,
+)
 
 BURST = 60
 FAULTS = {
@@ -42,34 +47,7 @@ def mutators(kube_emulator: Any) -> Iterator[list[MutateProcess]]:
 
 @pytest.fixture
 def core(emulator: Any, mutators: list[MutateProcess]) -> Any:
-    # The emulator was reset under the processes: wait until every cache has relisted (the
-    # last test left pods, nodes and a ConfigMap behind), then until they see the new nodes.
-    for process in mutators:
-        for cache in ("pods", "nodes", "configmaps"):
-            wait_metric(process, cache, 0)
-    api = kubernetes.client.CoreV1Api(emulator.api_client())
-    api.create_namespace({"metadata": {"name": "ns"}})
-    for name in ("cocoon-a", "cocoon-b", "cocoon-c"):
-        add_node(api, name)
-    for process in mutators:
-        wait_metric(process, "nodes", 3)
-        process.wait_ready()
-    return api
-
-
-def cache_size(process: MutateProcess, cache: str) -> float | None:
-    _, body = process.call("GET", "/metrics", b"")
-    found = re.search(
-        rf'^cocoon_webhook_cache_objects{{cache="{cache}"}} (\S+)$', body.decode(), re.M
-    )
-    return float(found.group(1)) if found else None
-
-
-def wait_metric(process: MutateProcess, cache: str, value: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while cache_size(process, cache) != value:
-        assert time.monotonic() < deadline, f"{cache} cache never reached {value}"
-        time.sleep(0.05)
+    return ready_cluster(emulator, mutators)
 
 
 def admit_and_store(processes: list[MutateProcess], core: Any, pods: list[dict[str, Any]],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -90,12 +91,40 @@ def mutators(kube_emulator: Any) -> Iterator[list[MutateProcess]]:
 
 
 @pytest.fixture
-def core(emulator: Any) -> Any:
+def core(emulator: Any, mutators: list[MutateProcess]) -> Any:
+    return ready_cluster(emulator, mutators)
+
+
+def ready_cluster(emulator: Any, mutators: list[MutateProcess]) -> Any:
+    """Namespace `ns` and three pool nodes, once every process's caches have them."""
+    # The emulator was reset under the processes: wait until every cache has relisted (the
+    # last test left pods, nodes and a ConfigMap behind), then until they see the new nodes.
+    for process in mutators:
+        for cache in ("pods", "nodes", "configmaps"):
+            wait_metric(process, cache, 0)
     api = kubernetes.client.CoreV1Api(emulator.api_client())
     api.create_namespace({"metadata": {"name": "ns"}})
     for name in ("cocoon-a", "cocoon-b", "cocoon-c"):
         add_node(api, name)
+    for process in mutators:
+        wait_metric(process, "nodes", 3)
+        process.wait_ready()
     return api
+
+
+def cache_size(process: MutateProcess, cache: str) -> float | None:
+    _, body = process.call("GET", "/metrics", b"")
+    found = re.search(
+        rf'^cocoon_webhook_cache_objects{{cache="{cache}"}} (\S+)$', body.decode(), re.M
+    )
+    return float(found.group(1)) if found else None
+
+
+def wait_metric(process: MutateProcess, cache: str, value: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while cache_size(process, cache) != value:
+        assert time.monotonic() < deadline, f"{cache} cache never reached {value}"
+        time.sleep(0.05)
 
 
 def admit_all(processes: list[MutateProcess], pods: list[dict[str, Any]]) -> list[Any]:

@@ -101,7 +101,7 @@ def test_cocoonset_function_denies_invalid_spec(cocoonset_client: TestClient, pa
     response = response_of(cocoonset_client.post(path, json=cocoonset_review(spec)))
     assert response["status"]["message"] == (
         "cocoon-webhook: invalid CocoonSet spec: spec.agent.image is required; "
-        'spec.agent.os must be linux, windows, or android, got "Linux"; '
+        'spec.agent.os must be linux, windows, android, or macos, got "Linux"; '
         'spec.toolboxes[0].name "1" must not be purely numeric (conflicts with agent slot naming)'
         "; spec.toolboxes[0].image is required when mode is run or clone"
     )

@@ -16,10 +16,12 @@ from common.decisions.validate_cocoonset import (
     LABEL_TOO_LONG,
     CocoonSetSpec,
     SpecDecodeError,
+    ToolboxSpec,
     decide,
     decode_spec,
     go_quote,
     is_dns1123_subdomain,
+    is_repo_tag,
     rfc1123_label_errors,
     spec_errors,
 )
@@ -330,6 +332,31 @@ def cs(spec: Any) -> dict[str, Any]:
             cs({"suspend": 1}), "spec.suspend: want bool, got number 1", id="suspend-number"
         ),
         pytest.param(cs({"nodePool": []}), "spec.nodePool: want string, got array", id="node-pool"),
+        pytest.param(
+            cs({"agent": {"backend": 1}}),
+            "spec.agent.backend: want string, got number 1",
+            id="agent-backend",
+        ),
+        pytest.param(
+            cs({"agent": {"connType": True}}),
+            "spec.agent.connType: want string, got bool",
+            id="agent-conn-type",
+        ),
+        pytest.param(
+            cs({"toolboxes": [{"backend": []}]}),
+            "spec.toolboxes[0].backend: want string, got array",
+            id="toolbox-backend",
+        ),
+        pytest.param(
+            cs({"toolboxes": [{"connType": {}}]}),
+            "spec.toolboxes[0].connType: want string, got object",
+            id="toolbox-conn-type",
+        ),
+        pytest.param(
+            cs({"hibernatePolicy": {}}),
+            "spec.hibernatePolicy: want string, got object",
+            id="hibernate-policy",
+        ),
     ],
 )
 def test_decode_spec_rejects(obj: Any, reason: str) -> None:
@@ -350,9 +377,14 @@ def test_decode_spec_rejects(obj: Any, reason: str) -> None:
             id="nulls-are-absent",
         ),
         pytest.param(
-            cs({"backend": 1, "connType": [], "hibernatePolicy": {}, "agent": {"x": 1}}),
-            CocoonSetSpec(),
+            cs({"backend": 1, "connType": [], "agent": {"x": 1}, "toolboxes": [{"y": 2}]}),
+            CocoonSetSpec(toolboxes=[ToolboxSpec()]),
             id="unknown-fields-ignored",
+        ),
+        pytest.param(
+            cs({"hibernatePolicy": None, "agent": {"backend": None, "connType": None}}),
+            CocoonSetSpec(),
+            id="new-fields-null-are-absent",
         ),
     ],
 )
@@ -367,11 +399,14 @@ def test_decode_spec_reads_every_field() -> None:
                 "suspend": True,
                 "snapshotPolicy": "main-only",
                 "nodePool": "gpu",
+                "hibernatePolicy": "retain",
                 "agent": {
                     "image": "img",
                     "replicas": 2,
                     "mode": "run",
                     "os": "windows",
+                    "backend": "firecracker",
+                    "connType": "rdp",
                     "network": "net",
                     "nodePool": "p",
                     "vncPort": 5900,
@@ -385,6 +420,8 @@ def test_decode_spec_reads_every_field() -> None:
                         "image": "t",
                         "mode": "static",
                         "os": "android",
+                        "backend": "cloud-hypervisor",
+                        "connType": "adb",
                         "staticIP": "10.0.0.1",
                         "staticVMID": "vm-1",
                         "network": "n",
@@ -402,6 +439,11 @@ def test_decode_spec_reads_every_field() -> None:
     assert (agent.image, agent.replicas, agent.mode, agent.os) == ("img", 2, "run", "windows")
     assert (agent.network, agent.node_pool, agent.vnc_port) == ("net", "p", 5900)
     assert agent.service_account_name == "sa"
+    assert (agent.backend, agent.conn_type, spec.hibernate_policy) == (
+        "firecracker",
+        "rdp",
+        "retain",
+    )
     # Go's Quantity.UnmarshalJSON trims white space before parsing.
     assert agent.storage == "100Gi"
     assert agent.resources.limits == {"cpu": "2", "memory": ""}
@@ -410,6 +452,7 @@ def test_decode_spec_reads_every_field() -> None:
     assert (first.name, first.image, first.mode, first.os) == ("tb", "t", "static", "android")
     assert (first.static_ip, first.static_vmid, first.network) == ("10.0.0.1", "vm-1", "n")
     assert (first.vnc_port, first.storage) == (5901, "1000.0")
+    assert (first.backend, first.conn_type) == ("cloud-hypervisor", "adb")
     # A null element decodes to an empty toolbox, as encoding/json leaves a zero struct.
     assert second.name == ""
 
@@ -449,6 +492,9 @@ _keys = st.sampled_from(
         "nodePool",
         "network",
         "serviceAccountName",
+        "backend",
+        "connType",
+        "hibernatePolicy",
     ]
 )
 _shaped = st.recursive(
@@ -556,12 +602,12 @@ def errors_of(spec: dict[str, Any]) -> list[str]:
         # A4
         pytest.param(
             {"agent": {"image": "i", "os": "Linux"}},
-            ['spec.agent.os must be linux, windows, or android, got "Linux"'],
+            ['spec.agent.os must be linux, windows, android, or macos, got "Linux"'],
             id="A4-os-case-sensitive",
         ),
         pytest.param(
             {"agent": {"image": "i", "os": "mac\tos"}},
-            ['spec.agent.os must be linux, windows, or android, got "mac\\tos"'],
+            ['spec.agent.os must be linux, windows, android, or macos, got "mac\\tos"'],
             id="A4-os-go-quoted",
         ),
         pytest.param({"agent": {"image": "i", "os": "android"}}, [], id="A4-android"),
@@ -571,7 +617,7 @@ def errors_of(spec: dict[str, Any]) -> list[str]:
                 "spec.agent.image is required",
                 "spec.agent.replicas must be >= 0, got -2",
                 'spec.agent.mode must be clone or run, got "x"',
-                'spec.agent.os must be linux, windows, or android, got "y"',
+                'spec.agent.os must be linux, windows, android, or macos, got "y"',
             ],
             id="A1-A4-in-order",
         ),
@@ -692,7 +738,7 @@ def errors_of(spec: dict[str, Any]) -> list[str]:
         # T5
         pytest.param(
             {"agent": AGENT, "toolboxes": [{"name": "tb", "image": "t", "os": "bsd"}]},
-            ['spec.toolboxes[0].os must be linux, windows, or android, got "bsd"'],
+            ['spec.toolboxes[0].os must be linux, windows, android, or macos, got "bsd"'],
             id="T5-os",
         ),
         # T6, T7
@@ -754,7 +800,7 @@ def errors_of(spec: dict[str, Any]) -> list[str]:
             },
             [
                 'spec.toolboxes[1].name "tb" duplicates an earlier toolbox',
-                'spec.toolboxes[1].os must be linux, windows, or android, got "x"',
+                'spec.toolboxes[1].os must be linux, windows, android, or macos, got "x"',
                 "spec.toolboxes[1].staticIP is required when mode=static",
                 "spec.toolboxes[1].staticVMID is required when mode=static",
             ],
@@ -766,7 +812,7 @@ def errors_of(spec: dict[str, Any]) -> list[str]:
                 'spec.toolboxes[0].name "9" must not be purely numeric '
                 "(conflicts with agent slot naming)",
                 'spec.toolboxes[0].mode must be run, clone, or static, got "x"',
-                'spec.toolboxes[0].os must be linux, windows, or android, got "y"',
+                'spec.toolboxes[0].os must be linux, windows, android, or macos, got "y"',
                 "spec.toolboxes[0].image is required when mode is run or clone",
                 'spec.toolboxes[1].name "9" must not be purely numeric '
                 "(conflicts with agent slot naming)",
@@ -800,6 +846,394 @@ def errors_of(spec: dict[str, Any]) -> list[str]:
 )
 def test_spec_errors(spec: dict[str, Any], errors: list[str]) -> None:
     assert errors_of(spec) == errors
+
+
+# --- issue 15: backend, connType, hibernatePolicy, macOS, clone images ------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "valid"),
+    [
+        # The issue's pinned examples.
+        pytest.param("ubuntu:24.04", True, id="repo-and-tag"),
+        pytest.param("team/agent", True, id="path-without-tag"),
+        pytest.param("ghcr.io/x/agent:1", True, id="host-without-port-is-a-path"),
+        pytest.param("registry:5000/agent", False, id="registry-port"),
+        pytest.param("localhost:5000/a:1", False, id="registry-port-and-tag"),
+        pytest.param("agent@sha256:abc", False, id="digest"),
+        pytest.param("Agent:1", False, id="upper-case-repo"),
+        pytest.param(":tag", False, id="empty-repo"),
+        pytest.param("agent:", False, id="empty-tag"),
+        # The grammar's edges.
+        pytest.param("agent", True, id="bare-name"),
+        pytest.param("a_b__c-d---e.f/g:V1.0-rc_1", True, id="separators"),
+        pytest.param("a:" + "T" * 128, True, id="tag-128-chars"),
+        pytest.param("a:" + "T" * 129, False, id="tag-129-chars"),
+        pytest.param("a:_x", True, id="tag-leading-underscore"),
+        pytest.param("a:.x", False, id="tag-leading-dot"),
+        pytest.param("a:-x", False, id="tag-leading-hyphen"),
+        pytest.param("a:1:2", False, id="second-colon"),
+        pytest.param("a___b", False, id="three-underscores"),
+        pytest.param("a..b", False, id="two-dots"),
+        pytest.param("a//b", False, id="empty-path-component"),
+        pytest.param("-a", False, id="leading-separator"),
+        pytest.param("a-", False, id="trailing-separator"),
+        pytest.param("/a", False, id="leading-slash"),
+        pytest.param("agent\n", False, id="trailing-newline"),
+        pytest.param("agent:1\n", False, id="tag-trailing-newline"),
+        pytest.param("https://h/img", False, id="url"),
+        pytest.param("", False, id="empty"),
+    ],
+)
+def test_is_repo_tag(image: str, valid: bool) -> None:
+    assert is_repo_tag(image) is valid
+
+
+FC = "firecracker"
+CH = "cloud-hypervisor"
+FC_AGENT = {"image": "img", "backend": FC, "mode": "run"}
+STATIC_TB = {"name": "tb", "mode": "static", "staticIP": "10.0.0.9", "staticVMID": "vm-9"}
+I1_AGENT = (
+    'spec.agent.image "registry:5000/agent" must be repo[:tag] when mode is clone '
+    "(no registry port or digest)"
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "errors"),
+    [
+        # A4/T5: macOS joins the guests.
+        pytest.param({"agent": {"image": "i", "os": "macos"}}, [], id="A4-macos"),
+        pytest.param(
+            {"agent": {"image": "i", "os": "macOS"}},
+            ['spec.agent.os must be linux, windows, android, or macos, got "macOS"'],
+            id="A4-macos-case-sensitive",
+        ),
+        pytest.param(
+            {"agent": AGENT, "toolboxes": [{"name": "tb", "image": "t", "os": "macos"}]},
+            [],
+            id="T5-macos",
+        ),
+        pytest.param(
+            {"agent": AGENT, "toolboxes": [{**STATIC_TB, "os": "darwin"}]},
+            ['spec.toolboxes[0].os must be linux, windows, android, or macos, got "darwin"'],
+            id="T5-static-too",
+        ),
+        # C1
+        *[
+            pytest.param({"agent": {"image": "i", "connType": c}}, [], id=f"C1-{c}")
+            for c in ("ssh", "rdp", "vnc", "adb")
+        ],
+        pytest.param(
+            {"agent": {"image": "i", "connType": "SSH"}},
+            ['spec.agent.connType must be ssh, rdp, vnc, or adb, got "SSH"'],
+            id="C1-agent-case-sensitive",
+        ),
+        pytest.param(
+            {"agent": AGENT, "toolboxes": [{"name": "tb", "image": "t", "connType": "tel\nnet"}]},
+            ['spec.toolboxes[0].connType must be ssh, rdp, vnc, or adb, got "tel\\nnet"'],
+            id="C1-toolbox-go-quoted",
+        ),
+        pytest.param(
+            {"agent": AGENT, "toolboxes": [{**STATIC_TB, "connType": "spice"}]},
+            ['spec.toolboxes[0].connType must be ssh, rdp, vnc, or adb, got "spice"'],
+            id="C1-static-toolbox-too",
+        ),
+        # B1
+        pytest.param({"agent": {"image": "i", "backend": CH}}, [], id="B1-cloud-hypervisor"),
+        pytest.param({"agent": FC_AGENT}, [], id="B1-firecracker-run"),
+        pytest.param(
+            {"agent": {"image": "i", "backend": "qemu"}},
+            ['spec.agent.backend must be cloud-hypervisor or firecracker, got "qemu"'],
+            id="B1-agent",
+        ),
+        pytest.param(
+            {"agent": {"image": "i", "backend": "Firecracker", "mode": "run", "os": "windows"}},
+            ['spec.agent.backend must be cloud-hypervisor or firecracker, got "Firecracker"'],
+            id="B1-case-sensitive-and-not-firecracker",
+        ),
+        # B2
+        pytest.param(
+            {"agent": {**FC_AGENT, "os": "windows"}},
+            ["spec.agent: firecracker does not support Windows guests"],
+            id="B2-agent",
+        ),
+        pytest.param(
+            {"agent": {"image": "i", "os": "windows", "backend": CH}}, [], id="B2-ch-windows"
+        ),
+        pytest.param({"agent": {**FC_AGENT, "os": "android"}}, [], id="B2-only-windows"),
+        pytest.param({"agent": {**FC_AGENT, "os": "macos"}}, [], id="B2-macos-allowed"),
+        # B3
+        pytest.param(
+            {"agent": {**FC_AGENT, "image": "https://cloud.example/jammy.img"}},
+            [
+                "spec.agent: firecracker requires an OCI image, cloudimg URLs are not supported "
+                '(got "https://cloud.example/jammy.img")'
+            ],
+            id="B3-https",
+        ),
+        pytest.param(
+            {"agent": {**FC_AGENT, "image": "http://h/a.img"}},
+            [
+                "spec.agent: firecracker requires an OCI image, cloudimg URLs are not supported "
+                '(got "http://h/a.img")'
+            ],
+            id="B3-http",
+        ),
+        pytest.param(
+            {"agent": {"image": "https://h/a.img", "mode": "run"}}, [], id="B3-ch-takes-urls"
+        ),
+        pytest.param(
+            {"agent": {**FC_AGENT, "image": "registry:5000/a"}}, [], id="B3-port-is-no-url"
+        ),
+        # B4
+        pytest.param(
+            {"agent": {"image": "img", "backend": FC}},
+            ["spec.agent: firecracker does not support clone mode, use mode=run instead"],
+            id="B4-agent-default-mode-is-clone",
+        ),
+        pytest.param(
+            {"agent": {"image": "img", "backend": FC, "mode": "clone"}},
+            ["spec.agent: firecracker does not support clone mode, use mode=run instead"],
+            id="B4-agent-clone",
+        ),
+        pytest.param(
+            {"agent": FC_AGENT, "toolboxes": [{"name": "tb", "image": "t", "backend": FC}]},
+            [],
+            id="B4-toolbox-default-mode-is-run",
+        ),
+        pytest.param(
+            {
+                "agent": FC_AGENT,
+                "toolboxes": [{"name": "tb", "image": "t", "backend": FC, "mode": "clone"}],
+            },
+            ["spec.toolboxes[0]: firecracker does not support clone mode, use mode=run instead"],
+            id="B4-toolbox-clone",
+        ),
+        pytest.param(
+            {"agent": {"image": "img", "backend": FC, "mode": "snap"}},
+            [
+                'spec.agent.mode must be clone or run, got "snap"',
+                "spec.agent: firecracker does not support snap mode, use mode=run instead",
+            ],
+            id="B4-invalid-mode-named-as-is",
+        ),
+        # B5
+        pytest.param(
+            {"agent": FC_AGENT, "toolboxes": [{"name": "tb", "image": "t"}]},
+            [
+                'spec.toolboxes[0].backend "cloud-hypervisor" must match spec.agent.backend '
+                '"firecracker"'
+            ],
+            id="B5-toolbox-default-backend",
+        ),
+        pytest.param(
+            {"agent": AGENT, "toolboxes": [{"name": "tb", "image": "t", "backend": FC}]},
+            [
+                'spec.toolboxes[0].backend "firecracker" must match spec.agent.backend '
+                '"cloud-hypervisor"'
+            ],
+            id="B5-agent-default-backend",
+        ),
+        pytest.param(
+            {"agent": {"image": "i", "backend": CH}, "toolboxes": [{"name": "t", "image": "t"}]},
+            [],
+            id="B5-explicit-equals-default",
+        ),
+        pytest.param(
+            {"agent": {"image": "i", "backend": "kvm"}, "toolboxes": [{"name": "t", "image": "t"}]},
+            [
+                'spec.agent.backend must be cloud-hypervisor or firecracker, got "kvm"',
+                'spec.toolboxes[0].backend "cloud-hypervisor" must match spec.agent.backend "kvm"',
+            ],
+            id="B5-against-an-invalid-agent-backend",
+        ),
+        # I1
+        pytest.param({"agent": {"image": "registry:5000/agent"}}, [I1_AGENT], id="I1-default-mode"),
+        pytest.param(
+            {"agent": {"image": "registry:5000/agent", "mode": "clone"}}, [I1_AGENT], id="I1-clone"
+        ),
+        pytest.param(
+            {"agent": {"image": "registry:5000/agent", "mode": "run"}}, [], id="I1-run-any-image"
+        ),
+        pytest.param({"agent": {"image": ""}}, ["spec.agent.image is required"], id="I1-not-empty"),
+        pytest.param(
+            {"agent": {"image": "https://h/a.img"}},
+            [
+                'spec.agent.image "https://h/a.img" must be repo[:tag] when mode is clone '
+                "(no registry port or digest)"
+            ],
+            id="I1-url-cannot-be-cloned",
+        ),
+        pytest.param(
+            {"agent": AGENT, "toolboxes": [{"name": "tb", "image": "a@sha256:1", "mode": "clone"}]},
+            [
+                'spec.toolboxes[0].image "a@sha256:1" must be repo[:tag] when mode is clone '
+                "(no registry port or digest)"
+            ],
+            id="I1-toolbox-clone",
+        ),
+        pytest.param(
+            {"agent": AGENT, "toolboxes": [{"name": "tb", "image": "a@sha256:1"}]},
+            [],
+            id="I1-toolbox-default-mode-is-run",
+        ),
+        # H1
+        pytest.param({"agent": AGENT, "hibernatePolicy": "retain"}, [], id="H1-retain"),
+        pytest.param({"agent": AGENT, "hibernatePolicy": "release"}, [], id="H1-release"),
+        pytest.param(
+            {"agent": AGENT, "hibernatePolicy": "Retain"},
+            ['spec.hibernatePolicy must be retain or release, got "Retain"'],
+            id="H1-case-sensitive",
+        ),
+        # Static toolboxes run no hypervisor: B1-B5, I1 and T8 do not apply; C1, T6, T7 do.
+        pytest.param(
+            {
+                "agent": FC_AGENT,
+                "toolboxes": [
+                    {
+                        **STATIC_TB,
+                        "backend": "qemu",
+                        "os": "windows",
+                        "image": "https://h/a.img",
+                        "connType": "rdp",
+                    }
+                ],
+            },
+            [],
+            id="static-skips-B-and-I",
+        ),
+        pytest.param(
+            {
+                "agent": FC_AGENT,
+                "toolboxes": [{"name": "tb", "mode": "static", "backend": CH, "connType": "x"}],
+            },
+            [
+                "spec.toolboxes[0].staticIP is required when mode=static",
+                "spec.toolboxes[0].staticVMID is required when mode=static",
+                'spec.toolboxes[0].connType must be ssh, rdp, vnc, or adb, got "x"',
+            ],
+            id="static-T1-T7-then-C1",
+        ),
+        pytest.param(
+            {
+                "agent": FC_AGENT,
+                "toolboxes": [{"name": "tb", "image": "t", "mode": "Static", "connType": "rdp"}],
+            },
+            [
+                'spec.toolboxes[0].mode must be run, clone, or static, got "Static"',
+                'spec.toolboxes[0].backend "cloud-hypervisor" must match spec.agent.backend '
+                '"firecracker"',
+            ],
+            id="invalid-static-spelling-is-not-static",
+        ),
+        # Ordering and combinations.
+        pytest.param(
+            {
+                "agent": {
+                    "image": "https://h:5000/img",
+                    "replicas": -1,
+                    "mode": "clone",
+                    "os": "windows",
+                    "connType": "telnet",
+                    "backend": FC,
+                }
+            },
+            [
+                "spec.agent.replicas must be >= 0, got -1",
+                'spec.agent.connType must be ssh, rdp, vnc, or adb, got "telnet"',
+                "spec.agent: firecracker does not support Windows guests",
+                "spec.agent: firecracker requires an OCI image, cloudimg URLs are not supported "
+                '(got "https://h:5000/img")',
+                "spec.agent: firecracker does not support clone mode, use mode=run instead",
+                'spec.agent.image "https://h:5000/img" must be repo[:tag] when mode is clone '
+                "(no registry port or digest)",
+            ],
+            id="agent-A-C1-B2-B3-B4-I1",
+        ),
+        pytest.param(
+            {"agent": {"image": "a@sha256:x", "os": "bsd", "connType": "x", "backend": "qemu"}},
+            [
+                'spec.agent.os must be linux, windows, android, or macos, got "bsd"',
+                'spec.agent.connType must be ssh, rdp, vnc, or adb, got "x"',
+                'spec.agent.backend must be cloud-hypervisor or firecracker, got "qemu"',
+                'spec.agent.image "a@sha256:x" must be repo[:tag] when mode is clone '
+                "(no registry port or digest)",
+            ],
+            id="agent-A4-C1-B1-I1",
+        ),
+        pytest.param(
+            {
+                "agent": AGENT,
+                "toolboxes": [
+                    {
+                        "name": "9",
+                        "mode": "clone",
+                        "os": "windows",
+                        "connType": "x",
+                        "backend": FC,
+                        "image": "http://h/img",
+                    }
+                ],
+            },
+            [
+                'spec.toolboxes[0].name "9" must not be purely numeric '
+                "(conflicts with agent slot naming)",
+                'spec.toolboxes[0].connType must be ssh, rdp, vnc, or adb, got "x"',
+                "spec.toolboxes[0]: firecracker does not support Windows guests",
+                "spec.toolboxes[0]: firecracker requires an OCI image, cloudimg URLs are not "
+                'supported (got "http://h/img")',
+                'spec.toolboxes[0].backend "firecracker" must match spec.agent.backend '
+                '"cloud-hypervisor"',
+                "spec.toolboxes[0]: firecracker does not support clone mode, use mode=run instead",
+                'spec.toolboxes[0].image "http://h/img" must be repo[:tag] when mode is clone '
+                "(no registry port or digest)",
+            ],
+            id="toolbox-T-C1-B2-B3-B5-B4-I1",
+        ),
+        pytest.param(
+            {"agent": AGENT, "toolboxes": [{"name": "tb", "connType": "x", "backend": "qemu"}]},
+            [
+                "spec.toolboxes[0].image is required when mode is run or clone",
+                'spec.toolboxes[0].connType must be ssh, rdp, vnc, or adb, got "x"',
+                'spec.toolboxes[0].backend must be cloud-hypervisor or firecracker, got "qemu"',
+                'spec.toolboxes[0].backend "qemu" must match spec.agent.backend "cloud-hypervisor"',
+            ],
+            id="toolbox-T8-C1-B1-B5",
+        ),
+        pytest.param(
+            {
+                "agent": {"image": "img", "connType": "x"},
+                "toolboxes": [
+                    {"name": "tb", "image": "t", "connType": "y"},
+                    {"name": "", "connType": "z", "backend": FC},
+                ],
+                "snapshotPolicy": "s",
+                "hibernatePolicy": "h",
+            },
+            [
+                'spec.agent.connType must be ssh, rdp, vnc, or adb, got "x"',
+                'spec.toolboxes[0].connType must be ssh, rdp, vnc, or adb, got "y"',
+                "spec.toolboxes[1].name is required",
+                'spec.snapshotPolicy must be always, main-only, or never, got "s"',
+                'spec.hibernatePolicy must be retain or release, got "h"',
+            ],
+            id="agent-toolboxes-S1-H1-and-T1-still-skips",
+        ),
+    ],
+)
+def test_backend_and_image_rules(spec: dict[str, Any], errors: list[str]) -> None:
+    assert errors_of(spec) == errors
+
+
+def test_new_rules_reach_the_denial() -> None:
+    verdict = decide("CREATE", cs({"agent": {"image": "img", "backend": FC}}), None)
+    assert verdict == Verdict(
+        False,
+        Decision.DENY,
+        "cocoon-webhook: invalid CocoonSet spec: "
+        "spec.agent: firecracker does not support clone mode, use mode=run instead",
+    )
 
 
 # --- decide ---------------------------------------------------------------------------------------

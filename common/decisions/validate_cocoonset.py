@@ -31,8 +31,19 @@ OBJECT_MISSING: Final = "object is missing"
 
 AGENT_MODES: Final = frozenset({"clone", "run"})
 TOOLBOX_MODES: Final = frozenset({"run", "clone", "static"})
-OS_TYPES: Final = frozenset({"linux", "windows", "android"})
+OS_TYPES: Final = frozenset({"linux", "windows", "android", "macos"})
 SNAPSHOT_POLICIES: Final = frozenset({"always", "main-only", "never"})
+CONN_TYPES: Final = frozenset({"ssh", "rdp", "vnc", "adb"})
+BACKENDS: Final = frozenset({"cloud-hypervisor", "firecracker"})
+HIBERNATE_POLICIES: Final = frozenset({"retain", "release"})
+
+# What the operator assumes for an absent field; the backend rules judge these effective values.
+DEFAULT_BACKEND: Final = "cloud-hypervisor"
+DEFAULT_AGENT_MODE: Final = "clone"
+DEFAULT_TOOLBOX_MODE: Final = "run"
+DEFAULT_OS: Final = "linux"
+FIRECRACKER: Final = "firecracker"
+STATIC: Final = "static"
 
 # --- Go %q ------------------------------------------------------------------------------------
 
@@ -169,7 +180,7 @@ Int32 = Annotated[int, Field(ge=_INT32_MIN, le=_INT32_MAX)]
 Quantity = Annotated[str, PlainValidator(_quantity)]
 
 
-class _View(BaseModel):
+class JsonView(BaseModel):
     """A narrow, read-only view of what the rules need; unknown fields are ignored."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True, alias_generator=to_camel)
@@ -185,16 +196,18 @@ class _View(BaseModel):
         return data
 
 
-class Resources(_View):
+class Resources(JsonView):
     limits: dict[str, Quantity] = Field(default_factory=dict)
     requests: dict[str, Quantity] = Field(default_factory=dict)
 
 
-class AgentSpec(_View):
+class AgentSpec(JsonView):
     image: str = ""
     replicas: Int32 = 0
     mode: str = ""
     os: str = ""
+    backend: str = ""
+    conn_type: str = ""
     network: str = ""
     node_pool: str = ""
     vnc_port: Int32 = 0
@@ -203,11 +216,13 @@ class AgentSpec(_View):
     resources: Resources = Field(default_factory=Resources)
 
 
-class ToolboxSpec(_View):
+class ToolboxSpec(JsonView):
     name: str = ""
     image: str = ""
     mode: str = ""
     os: str = ""
+    backend: str = ""
+    conn_type: str = ""
     static_ip: str = Field(default="", alias="staticIP")
     static_vmid: str = Field(default="", alias="staticVMID")
     network: str = ""
@@ -216,10 +231,11 @@ class ToolboxSpec(_View):
     resources: Resources = Field(default_factory=Resources)
 
 
-class CocoonSetSpec(_View):
+class CocoonSetSpec(JsonView):
     agent: AgentSpec = Field(default_factory=AgentSpec)
     toolboxes: list[ToolboxSpec] = Field(default_factory=list)
     snapshot_policy: str = ""
+    hibernate_policy: str = ""
     suspend: bool = False
     node_pool: str = ""
 
@@ -246,7 +262,7 @@ _INT32_WANT: Final = "int32 integer"
 _PLAIN_KEY: Final = re.compile("[A-Za-z_][A-Za-z0-9_-]*")
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -265,19 +281,20 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _json_path(loc: tuple[int | str, ...]) -> str:
-    path = "spec"
+def _json_path(root: str, loc: tuple[int | str, ...]) -> str:
+    path = root
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
         elif _PLAIN_KEY.fullmatch(part) and len(part) <= _MAX_SHOWN:
-            path += f".{part}"
+            path += f".{part}" if path else part
         else:  # resource names such as nvidia.com/gpu, where a dot would mislead
             path += f"[{_shown(part)}]"
     return path
 
 
-def _reason(error: ValidationError) -> str:
+def decode_reason(error: ValidationError, root: str = "spec") -> str:
+    """One line naming the first bad field (its JSON path under `root`), what it wants and got."""
     first = error.errors(include_url=False)[0]
     kind = first["type"]
     value = first["input"]
@@ -285,8 +302,8 @@ def _reason(error: ValidationError) -> str:
         want = _INT32_WANT
     else:
         want = _WANTS.get(kind, kind)
-    got = _shown(value) if kind == "quantity" and isinstance(value, str) else _json_type(value)
-    return f"{_json_path(first['loc'])}: want {want}, got {got}"
+    got = _shown(value) if kind == "quantity" and isinstance(value, str) else json_type(value)
+    return f"{_json_path(root, first['loc'])}: want {want}, got {got}"
 
 
 def decode_spec(obj: Any) -> CocoonSetSpec:
@@ -294,21 +311,37 @@ def decode_spec(obj: Any) -> CocoonSetSpec:
     if obj is None:
         raise SpecDecodeError(OBJECT_MISSING)
     if not isinstance(obj, dict):
-        raise SpecDecodeError(f"object: want object, got {_json_type(obj)}")
+        raise SpecDecodeError(f"object: want object, got {json_type(obj)}")
     spec = obj.get("spec")
     if spec is None:
         return CocoonSetSpec()
     try:
         return CocoonSetSpec.model_validate(spec)
     except ValidationError as error:
-        raise SpecDecodeError(_reason(error)) from None
+        raise SpecDecodeError(decode_reason(error)) from None
 
 
 # --- Rules --------------------------------------------------------------------------------------
 
+# A registry-relative image reference, as the operator clones from its own registry: distribution's
+# path components, and a tag. A host with a port or a digest cannot be cloned.
+_REPO_RE: Final = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+_TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_CLOUDIMG_SCHEMES: Final = ("http://", "https://")
+
+
+def is_repo_tag(image: str) -> bool:
+    """`repo[:tag]` relative to a registry: split at the first `:` unless nothing precedes it."""
+    repo, colon, tag = image.partition(":")
+    if not colon or not repo:
+        repo, tag = image, "latest"
+    return _REPO_RE.fullmatch(repo) is not None and _TAG_RE.fullmatch(tag) is not None
+
 
 def spec_errors(spec: CocoonSetSpec) -> list[str]:
-    """SPEC 7's rules A1–A4, T1–T8, S1, in order; empty when the spec is acceptable."""
+    """The rules of SPEC 7 and issue 15, in their order; empty when the spec is acceptable."""
     errors: list[str] = []
     agent = spec.agent
     if agent.image == "":
@@ -317,22 +350,81 @@ def spec_errors(spec: CocoonSetSpec) -> list[str]:
         errors.append(f"spec.agent.replicas must be >= 0, got {agent.replicas}")
     if agent.mode and agent.mode not in AGENT_MODES:
         errors.append(f"spec.agent.mode must be clone or run, got {go_quote(agent.mode)}")
-    if agent.os and agent.os not in OS_TYPES:
-        errors.append(f"spec.agent.os must be linux, windows, or android, got {go_quote(agent.os)}")
+    errors.extend(_os_errors("spec.agent", agent.os))
+    errors.extend(_conn_type_errors("spec.agent", agent.conn_type))
+    agent_backend = agent.backend or DEFAULT_BACKEND
+    errors.extend(
+        _vm_errors(
+            "spec.agent", agent.backend, agent.os, agent.image, agent.mode or DEFAULT_AGENT_MODE
+        )
+    )
 
     seen: set[str] = set()
     for index, toolbox in enumerate(spec.toolboxes):
-        errors.extend(_toolbox_errors(index, toolbox, seen))
+        errors.extend(_toolbox_errors(index, toolbox, seen, agent_backend))
 
     if spec.snapshot_policy and spec.snapshot_policy not in SNAPSHOT_POLICIES:
         errors.append(
             "spec.snapshotPolicy must be always, main-only, or never, "
             f"got {go_quote(spec.snapshot_policy)}"
         )
+    if spec.hibernate_policy and spec.hibernate_policy not in HIBERNATE_POLICIES:
+        errors.append(
+            f"spec.hibernatePolicy must be retain or release, got {go_quote(spec.hibernate_policy)}"
+        )
     return errors
 
 
-def _toolbox_errors(index: int, toolbox: ToolboxSpec, seen: set[str]) -> list[str]:
+def _os_errors(path: str, os: str) -> list[str]:
+    if os and os not in OS_TYPES:
+        return [f"{path}.os must be linux, windows, android, or macos, got {go_quote(os)}"]
+    return []
+
+
+def _conn_type_errors(path: str, conn_type: str) -> list[str]:
+    if conn_type and conn_type not in CONN_TYPES:
+        return [f"{path}.connType must be ssh, rdp, vnc, or adb, got {go_quote(conn_type)}"]
+    return []
+
+
+def _vm_errors(
+    path: str, backend: str, os: str, image: str, mode: str, agent_backend: str | None = None
+) -> list[str]:
+    """B1-B5 and I1 for a VM the node boots (not a static toolbox); `mode` is the effective one.
+
+    `agent_backend` is the agent's effective backend when `path` is a toolbox (B5)."""
+    errors = []
+    if backend and backend not in BACKENDS:
+        errors.append(
+            f"{path}.backend must be cloud-hypervisor or firecracker, got {go_quote(backend)}"
+        )
+    effective = backend or DEFAULT_BACKEND
+    firecracker = effective == FIRECRACKER
+    if firecracker and (os or DEFAULT_OS) == "windows":
+        errors.append(f"{path}: firecracker does not support Windows guests")
+    if firecracker and image.startswith(_CLOUDIMG_SCHEMES):
+        errors.append(
+            f"{path}: firecracker requires an OCI image, cloudimg URLs are not supported "
+            f"(got {go_quote(image)})"
+        )
+    if agent_backend is not None and effective != agent_backend:
+        errors.append(
+            f"{path}.backend {go_quote(effective)} must match spec.agent.backend "
+            f"{go_quote(agent_backend)}"
+        )
+    if firecracker and mode != "run":
+        errors.append(f"{path}: firecracker does not support {mode} mode, use mode=run instead")
+    if mode == "clone" and image and not is_repo_tag(image):
+        errors.append(
+            f"{path}.image {go_quote(image)} must be repo[:tag] when mode is clone "
+            "(no registry port or digest)"
+        )
+    return errors
+
+
+def _toolbox_errors(
+    index: int, toolbox: ToolboxSpec, seen: set[str], agent_backend: str
+) -> list[str]:
     path = f"spec.toolboxes[{index}]"
     name = toolbox.name
     if name == "":
@@ -357,15 +449,28 @@ def _toolbox_errors(index: int, toolbox: ToolboxSpec, seen: set[str]) -> list[st
     mode = toolbox.mode
     if mode and mode not in TOOLBOX_MODES:
         errors.append(f"{path}.mode must be run, clone, or static, got {go_quote(mode)}")
-    if toolbox.os and toolbox.os not in OS_TYPES:
-        errors.append(f"{path}.os must be linux, windows, or android, got {go_quote(toolbox.os)}")
-    if mode == "static":
+    errors.extend(_os_errors(path, toolbox.os))
+    if mode == STATIC:
         if toolbox.static_ip == "":
             errors.append(f"{path}.staticIP is required when mode=static")
         if toolbox.static_vmid == "":
             errors.append(f"{path}.staticVMID is required when mode=static")
-    elif toolbox.image == "":
+        # A static toolbox is a machine that already runs: no hypervisor, backend or image here.
+        errors.extend(_conn_type_errors(path, toolbox.conn_type))
+        return errors
+    if toolbox.image == "":
         errors.append(f"{path}.image is required when mode is run or clone")
+    errors.extend(_conn_type_errors(path, toolbox.conn_type))
+    errors.extend(
+        _vm_errors(
+            path,
+            toolbox.backend,
+            toolbox.os,
+            toolbox.image,
+            mode or DEFAULT_TOOLBOX_MODE,
+            agent_backend,
+        )
+    )
     return errors
 
 

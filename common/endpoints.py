@@ -20,6 +20,7 @@ from common.cache import ClusterCaches
 from common.config import Settings
 from common.decisions import mutate as pods
 from common.decisions import validate as workload
+from common.decisions import validate_cocoonhibernation as hibernation
 from common.decisions import validate_cocoonset as cocoonset
 from common.health import all_ready, always_ready, reporting
 from common.kube import KubeApi, KubeError, NotFound
@@ -34,6 +35,8 @@ PARENT_GET_TIMEOUT_S = 2.0
 # included: inside the webhook's 5 s timeout, after which the API server fails the call anyway.
 PARENT_GET_BUDGET_S = 4.0
 PARENT_GET_RETRIES = 1
+# All pages together; the webhook itself has 5 s.
+HIBERNATION_LIST_TIMEOUT_S = 2.0
 RESERVE_WORKERS = 64
 
 _log = get_logger("endpoints")
@@ -104,6 +107,34 @@ def cocoonset_endpoint() -> Endpoint:
         paths=frozenset({"/", "/validate-cocoonset"}),
         decide=decide,
         readiness=always_ready,
+        on_unexpected=_fail_closed,
+    )
+
+
+def hibernation_endpoint(kube: KubeApi) -> Endpoint:
+    """CocoonHibernation CREATE: one per pod, named after it. Fails closed: a duplicate let
+    through makes the operator flip the VM between two desires."""
+
+    async def decide(review: Review) -> Verdict:
+        req = review.request
+        checked = hibernation.precheck(req.operation, req.object, req.namespace)
+        if isinstance(checked, Verdict):
+            return checked
+        if not checked.namespace:
+            return hibernation.list_failed(hibernation.NO_NAMESPACE)
+        try:
+            existing = await asyncio.to_thread(
+                kube.list_cocoonhibernations, checked.namespace, HIBERNATION_LIST_TIMEOUT_S
+            )
+        except KubeError as exc:
+            return hibernation.list_failed(str(exc))
+        return hibernation.uniqueness_verdict(checked, existing)
+
+    return Endpoint(
+        handler="validate_cocoonhibernation",
+        paths=frozenset({"/", "/validate-cocoonhibernation"}),
+        decide=decide,
+        readiness=reporting(kube),
         on_unexpected=_fail_closed,
     )
 

@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 # Every LIST pages through its results: one unbounded LIST of a large cluster's pods is tens of
 # MB in one answer, for the API server and for us.
 LIST_PAGE_SIZE = 500
+COCOONHIBERNATIONS = "/apis/cocoonset.cocoonstack.io/v1/namespaces/{namespace}/cocoonhibernations"
 
 
 class KubeError(Exception):
@@ -132,6 +133,10 @@ class KubeApi(Protocol):
         self, resource: str, namespace: str, name: str, timeout: float
     ) -> dict[str, Any]:
         """GET apps/v1 `deployments` or `statefulsets`."""
+        ...
+
+    def list_cocoonhibernations(self, namespace: str, timeout: float) -> list[dict[str, Any]]:
+        """Every CocoonHibernation of `namespace`, all pages within `timeout` altogether."""
         ...
 
     def server_version(self, timeout: float) -> dict[str, Any]: ...
@@ -280,7 +285,10 @@ class ClientKubeApi:
         path: str,
         query: list[tuple[str, str]] | None = None,
         body: dict[str, Any] | None = None,
+        budget: float | None = None,
     ) -> Any:
+        """One request; `budget` is the timeout a timeout error names when `timeout` is only
+        what is left of it (the later pages of a LIST)."""
         api = self._api()
         try:
             request = api.param_serialize(
@@ -298,17 +306,23 @@ class ClientKubeApi:
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             if isinstance(exc, ApiException) and exc.status:
                 self._last_success = time.monotonic()  # an error answer still proves reachability
-            raise _translate(exc, what, timeout) from exc
+            raise _translate(exc, what, timeout if budget is None else budget) from exc
         self._last_success = time.monotonic()
         return json.loads(data)
 
     def _page(
-        self, what: str, path: str, timeout: float, query: list[tuple[str, str]], token: str
+        self,
+        what: str,
+        path: str,
+        timeout: float,
+        query: list[tuple[str, str]],
+        token: str,
+        budget: float | None = None,
     ) -> ListPage:
         params = [*query, ("limit", str(LIST_PAGE_SIZE))]
         if token:
             params.append(("continue", token))
-        page = self._call(what, timeout, "GET", path, params)
+        page = self._call(what, timeout, "GET", path, params, budget=budget)
         meta = page.get("metadata") or {}
         return ListPage(
             page.get("items") or [], meta.get("resourceVersion") or "", meta.get("continue") or ""
@@ -322,7 +336,7 @@ class ClientKubeApi:
         items: list[dict[str, Any]] = []
         token = ""
         while True:
-            page = self._page(what, path, deadline - time.monotonic(), query, token)
+            page = self._page(what, path, deadline - time.monotonic(), query, token, timeout)
             items.extend(page.items)
             token = page.continue_token
             if not token:
@@ -424,6 +438,10 @@ class ClientKubeApi:
             f"get {resource} {namespace}/{name}", timeout, "GET", path
         )
         return result
+
+    def list_cocoonhibernations(self, namespace: str, timeout: float) -> list[dict[str, Any]]:
+        path = COCOONHIBERNATIONS.format(namespace=namespace)
+        return self._list(f"list cocoonhibernations {namespace}", path, timeout, [])
 
     def server_version(self, timeout: float) -> dict[str, Any]:
         result: dict[str, Any] = self._call("get version", timeout, "GET", "/version")

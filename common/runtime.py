@@ -18,7 +18,12 @@ from starlette.responses import Response
 from common.admission import Endpoint
 from common.cache import ClusterCaches
 from common.config import ConfigError, Settings, load_settings
-from common.endpoints import cocoonset_endpoint, mutate_endpoint, validate_endpoint
+from common.endpoints import (
+    cocoonset_endpoint,
+    hibernation_endpoint,
+    mutate_endpoint,
+    validate_endpoint,
+)
 from common.kube import ClientKubeApi, KubeApi
 from common.logs import setup_logging
 from common.reaper import serve_reap
@@ -66,6 +71,8 @@ def endpoint(handler: str) -> Endpoint:
         return mutate_endpoint(kube(), settings(), caches() if settings().caches_enabled else None)
     if handler == "validate_cocoonset":
         return cocoonset_endpoint()
+    if handler == "validate_cocoonhibernation":
+        return hibernation_endpoint(kube())
     raise ValueError(f"unknown handler {handler!r}")
 
 

@@ -72,6 +72,7 @@ ADMISSION_PATHS = {
     "/mutate": "mutate",
     "/validate": "validate",
     "/validate-cocoonset": "validate_cocoonset",
+    "/validate-cocoonhibernation": "validate_cocoonhibernation",
 }
 
 _CERT_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----")

@@ -1,4 +1,5 @@
-"""Named starting states: `none` (empty), `namespaces` (default, cocoon-system), `sandbox`.
+"""Named starting states: `none` (empty), `namespaces` (default, cocoon-system), `sandbox`
+(namespaces, the CocoonSet and CocoonHibernation CRDs, cocoon nodes).
 
 Seeds are created through the REST layer, so they get the same defaults and validation as any
 client's objects.
@@ -106,6 +107,74 @@ COCOONSET_CRD: dict[str, Any] = {
 }
 
 
+# As cocoon-operator ships it (config/crd/bases/cocoonset.cocoonstack.io_cocoonhibernations.yaml),
+# without its descriptions. The emulator does not run the CEL rule; a real API server does.
+COCOONHIBERNATION_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"cocoonhibernations.{COCOON_GROUP}"},
+    "spec": {
+        "group": COCOON_GROUP,
+        "names": {
+            "kind": "CocoonHibernation",
+            "listKind": "CocoonHibernationList",
+            "plural": "cocoonhibernations",
+            "singular": "cocoonhibernation",
+            "shortNames": ["ch"],
+            "categories": ["cocoon"],
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "apiVersion": _STRING,
+                            "kind": _STRING,
+                            "metadata": {"type": "object"},
+                            "spec": {
+                                "type": "object",
+                                "required": ["desire", "podRef"],
+                                "properties": {
+                                    "desire": {"type": "string", "enum": ["Hibernate", "Wake"]},
+                                    "podRef": {
+                                        "type": "object",
+                                        "required": ["name"],
+                                        "properties": {
+                                            "name": {"type": "string", "minLength": 1},
+                                        },
+                                        "x-kubernetes-validations": [
+                                            {
+                                                "rule": "self == oldSelf",
+                                                "message": "spec.podRef is immutable",
+                                            }
+                                        ],
+                                    },
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "properties": {
+                                    "phase": _STRING,
+                                    "vmName": _STRING,
+                                    "observedGeneration": {"type": "integer", "format": "int64"},
+                                },
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
 def node(name: str, pool: str | None, *, tainted: bool) -> dict[str, Any]:
     labels = {
         "kubernetes.io/hostname": name,
@@ -165,6 +234,7 @@ def apply_seed(api: Api, name: str) -> None:
         api.create_object("/api/v1/namespaces", _namespace(ns))
     if name == "namespaces":
         return
-    api.create_object("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", COCOONSET_CRD)
+    for crd in (COCOONSET_CRD, COCOONHIBERNATION_CRD):
+        api.create_object("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     for n in sandbox_nodes():
         api.create_object("/api/v1/nodes", n)

@@ -1,0 +1,121 @@
+"""CocoonHibernation admission (issue 15): one CocoonHibernation per pod, named after it.
+
+Two CocoonHibernations for one pod make the operator flip the VM between their desires. The
+name rule makes a second one collide on the API server's own name uniqueness; the LIST of the
+namespace (done by the caller) catches the ones stored before the rule existed. Pure: the
+caller hands over the operation, the object and the listed items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import Field, ValidationError
+
+from common.decisions.validate_cocoonset import (
+    OBJECT_MISSING,
+    JsonView,
+    decode_reason,
+    go_quote,
+    json_type,
+)
+from common.verdict import Decision, Verdict, allow, deny
+
+DECODE_PREFIX: Final = "cocoon-webhook: decode CocoonHibernation: "
+LIST_FAILED_PREFIX: Final = "cocoon-webhook: cannot verify podRef uniqueness: "
+NO_NAMESPACE: Final = "the review names no namespace"
+
+
+class _PodRef(JsonView):
+    name: str = ""
+
+
+class _Spec(JsonView):
+    pod_ref: _PodRef = Field(default_factory=_PodRef)
+    desire: str = ""
+
+
+class _Metadata(JsonView):
+    name: str = ""
+    namespace: str = ""
+
+
+class _Object(JsonView):
+    metadata: _Metadata = Field(default_factory=_Metadata)
+    spec: _Spec = Field(default_factory=_Spec)
+
+
+@dataclass(frozen=True)
+class Hibernation:
+    """What the uniqueness check needs of the CocoonHibernation being created."""
+
+    name: str
+    namespace: str
+    pod: str
+
+
+def precheck(operation: str, obj: Any, namespace: str) -> Verdict | Hibernation:
+    """Rows 1-3: a final verdict, or the object whose pod must be checked against the LIST.
+
+    `namespace` is the review's; the object's own is the fallback for a review without one."""
+    if operation != "CREATE":
+        return allow()
+    if obj is None:
+        return deny(DECODE_PREFIX + OBJECT_MISSING, Decision.ERROR)
+    if not isinstance(obj, dict):
+        return deny(f"{DECODE_PREFIX}object: want object, got {json_type(obj)}", Decision.ERROR)
+    try:
+        decoded = _Object.model_validate(obj)
+    except ValidationError as error:
+        return deny(DECODE_PREFIX + decode_reason(error, root=""), Decision.ERROR)
+    name, pod = decoded.metadata.name, decoded.spec.pod_ref.name
+    if name != pod:
+        return deny(
+            f"cocoon-webhook: metadata.name {go_quote(name)} must equal spec.podRef.name "
+            f"{go_quote(pod)} (one CocoonHibernation per pod, named after it)"
+        )
+    return Hibernation(name=name, namespace=namespace or decoded.metadata.namespace, pod=pod)
+
+
+def list_failed(error: str) -> Verdict:
+    """Row 4: fail closed. Admitting a possible duplicate risks the flip-flop this guard is for."""
+    return deny(LIST_FAILED_PREFIX + error, Decision.ERROR)
+
+
+def _pod_of(item: Any) -> str | None:
+    # Listed objects come from the API server; one we cannot read names no pod we could match.
+    spec = item.get("spec") if isinstance(item, dict) else None
+    pod_ref = spec.get("podRef") if isinstance(spec, dict) else None
+    name = pod_ref.get("name") if isinstance(pod_ref, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _terminating(item: dict[str, Any]) -> bool:
+    metadata = item.get("metadata")
+    return isinstance(metadata, dict) and bool(metadata.get("deletionTimestamp"))
+
+
+def _name_of(item: dict[str, Any]) -> str:
+    metadata = item.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def uniqueness_verdict(hibernation: Hibernation, existing: list[Any]) -> Verdict:
+    """Rows 5-6: deny when another CocoonHibernation of the namespace targets the same pod."""
+    pod = go_quote(hibernation.pod)
+    for item in existing:
+        if _pod_of(item) != hibernation.pod:
+            continue
+        other = go_quote(_name_of(item))
+        if _terminating(item):
+            return deny(
+                f"cocoon-webhook: pod {pod}'s CocoonHibernation {other} is still terminating; "
+                "retry after its cleanup finishes"
+            )
+        return deny(
+            f"cocoon-webhook: pod {pod} already has a live CocoonHibernation {other}; "
+            "flip its spec.desire instead of creating a second CR"
+        )
+    return allow()

@@ -34,7 +34,17 @@ TARGETS = {
     "validate": "/validate",
     "validate_cocoonset": "/validate-cocoonset",
 }
-FUZZ_TARGETS = {**TARGETS, "mutate": "/mutate"}
+FUZZ_TARGETS = {
+    **TARGETS,
+    "mutate": "/mutate",
+    "validate_cocoonhibernation": "/validate-cocoonhibernation",
+}
+HIBERNATION = {
+    "apiVersion": "cocoonset.cocoonstack.io/v1",
+    "kind": "CocoonHibernation",
+    "metadata": {"name": "agents-0", "namespace": "ns"},
+    "spec": {"podRef": {"name": "agents-0"}, "desire": "Hibernate"},
+}
 
 
 def cocoonset_review(spec: Any, operation: str = "CREATE") -> dict[str, Any]:
@@ -118,12 +128,12 @@ def test_cocoonset_function_allows_valid_and_denies_undecodable(
     assert bad["status"]["message"].startswith("cocoon-webhook: decode CocoonSet: spec.agent.")
 
 
-@pytest.mark.parametrize("target", sorted(TARGETS))
+@pytest.mark.parametrize("target", sorted(FUZZ_TARGETS))
 def test_health_and_metrics_share_the_port(target: str) -> None:
     with function_client(target) as client:
         assert (client.get("/healthz").status_code, client.get("/healthz").text) == (200, "ok")
         assert "cocoon_webhook_admission_total" in client.get("/metrics").text
-        assert client.get(TARGETS[target]).status_code == 405
+        assert client.get(FUZZ_TARGETS[target]).status_code == 405
         assert client.get("/nope").text == "404 page not found"
 
 
@@ -223,13 +233,16 @@ request_fields = st.fixed_dictionaries(
         "uid": st.one_of(st.text(max_size=5), json_values),
         "operation": st.sampled_from(["CREATE", "UPDATE", "DELETE", ""]) | json_values,
         "kind": st.fixed_dictionaries({"kind": st.sampled_from(["Deployment", "CocoonSet",
-                                                                "Scale", "Pod"])}) | json_values,
+                                                                "Scale", "Pod",
+                                                                "CocoonHibernation"])})
+        | json_values,
         "resource": st.fixed_dictionaries({"resource": st.sampled_from(
-            ["deployments", "statefulsets", "cocoonsets"])}) | json_values,
+            ["deployments", "statefulsets", "cocoonsets", "cocoonhibernations"])}) | json_values,
         "subResource": st.sampled_from(["", "scale"]) | json_values,
         "object": json_values | st.just(workload(1)) | st.just(COCOONSET_OK)
         | st.just(cocoon_pod(name="fuzz")) | st.just(cocoon_pod(rs="fuzz-6d4b7c9f8"))
-        | st.builds(lambda pool: cocoon_pod(name="p", pool=pool), st.text(max_size=70)),
+        | st.builds(lambda pool: cocoon_pod(name="p", pool=pool), st.text(max_size=70))
+        | st.just(HIBERNATION),
         "oldObject": json_values | st.just(workload(3)),
         "dryRun": st.booleans() | json_values,
         "namespace": st.text(max_size=5) | json_values,
@@ -305,13 +318,25 @@ def mutate_client(kube_emulator: Any) -> Iterator[TestClient]:
         yield client
 
 
+@pytest.fixture(scope="module")
+def hibernation_client(kube_emulator: Any) -> Iterator[TestClient]:
+    # A real API behind it: fuzzed reviews that get as far as the LIST really list.
+    with function_client(
+        "validate_cocoonhibernation", KUBECONFIG=kube_emulator.kubeconfig
+    ) as client:
+        yield client
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _fuzz_clients(
-    validate_client: TestClient, cocoonset_client: TestClient, mutate_client: TestClient
+    validate_client: TestClient,
+    cocoonset_client: TestClient,
+    mutate_client: TestClient,
+    hibernation_client: TestClient,
 ) -> None:
     _CLIENTS.update(
         {"validate": validate_client, "validate_cocoonset": cocoonset_client,
-         "mutate": mutate_client}
+         "mutate": mutate_client, "validate_cocoonhibernation": hibernation_client}
     )  # fmt: skip
 
 
@@ -337,7 +362,18 @@ def _serve(target: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], i
     return process, port
 
 
-@pytest.mark.parametrize("target", sorted(TARGETS))
+def _denied_body(target: str) -> dict[str, Any]:
+    """A review each target denies without calling the API."""
+    if target == "validate":
+        return review(workload(1), workload(3))
+    if target == "validate_cocoonhibernation":
+        misnamed = {**HIBERNATION, "metadata": {"name": "nap", "namespace": "ns"}}
+        return review(misnamed, None, operation="CREATE", kind="CocoonHibernation",
+                      group="cocoonset.cocoonstack.io", resource="cocoonhibernations")  # fmt: skip
+    return cocoonset_review({"agent": {"image": ""}})
+
+
+@pytest.mark.parametrize("target", [*sorted(TARGETS), "validate_cocoonhibernation"])
 def test_function_runs_under_functions_framework(target: str) -> None:
     process, port = _serve(target, {})
     try:
@@ -352,12 +388,11 @@ def test_function_runs_under_functions_framework(target: str) -> None:
                 assert time.monotonic() < deadline, "function did not start"
                 time.sleep(0.1)
         assert (status, body) == (200, b"ok")
-        body_in = (review(workload(1), workload(3)) if target == "validate"
-                   else cocoonset_review({"agent": {"image": ""}}))  # fmt: skip
-        status, reply = _post(base + TARGETS[target], json.dumps(body_in).encode())
+        path = FUZZ_TARGETS[target]
+        status, reply = _post(base + path, json.dumps(_denied_body(target)).encode())
         assert status == 200
         assert json.loads(reply)["response"]["allowed"] is False
-        status, reply = _post(base + TARGETS[target], b"{")
+        status, reply = _post(base + path, b"{")
         assert status == 400
         assert reply.startswith(b"decode admission review: ")
     finally:

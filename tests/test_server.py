@@ -189,6 +189,34 @@ def test_three_admission_paths_answer_over_verified_tls(server: Server) -> None:
     assert reply.startswith(b"decode admission review: ")
 
 
+def test_hibernation_path_lists_through_the_api(server: Server, cluster: EmulatorProcess) -> None:
+    from kubernetes import client
+
+    def hibernation(name: str, pod: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "cocoonset.cocoonstack.io/v1",
+            "kind": "CocoonHibernation",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"podRef": {"name": pod}, "desire": "Hibernate"},
+        }
+
+    def check(obj: dict[str, Any]) -> dict[str, Any]:
+        body = review(obj, None, operation="CREATE", kind="CocoonHibernation", namespace="default",
+                      group="cocoonset.cocoonstack.io", resource="cocoonhibernations")  # fmt: skip
+        return _admission(server.https("POST", "/validate-cocoonhibernation", body))
+
+    assert check(hibernation("srv-0", "srv-0")) == {"uid": "uid-1", "allowed": True}
+    client.CustomObjectsApi(cluster.api_client()).create_namespaced_custom_object(
+        "cocoonset.cocoonstack.io", "v1", "default", "cocoonhibernations",
+        hibernation("srv-legacy", "srv-0"),
+    )  # fmt: skip
+    denied = check(hibernation("srv-0", "srv-0"))
+    assert denied["status"]["message"] == (
+        'cocoon-webhook: pod "srv-0" already has a live CocoonHibernation "srv-legacy"; '
+        "flip its spec.desire instead of creating a second CR"
+    )
+
+
 def test_serves_the_certificate_signed_by_the_ca(server: Server) -> None:
     assert server.serial() == server.pki.serial
     other = Pki.create(server.pki.directory.parent / "other-ca")
@@ -214,6 +242,9 @@ def test_serves_the_certificate_signed_by_the_ca(server: Server) -> None:
         pytest.param("GET", "/mutate", 405, "405 method not allowed", id="mutate-get"),
         pytest.param("PUT", "/validate", 405, "405 method not allowed", id="validate-put"),
         pytest.param("GET", "/validate-cocoonset", 405, "405 method not allowed", id="cs-get"),
+        pytest.param(
+            "GET", "/validate-cocoonhibernation", 405, "405 method not allowed", id="ch-get"
+        ),
     ],
 )
 def test_tls_port_routes(server: Server, method: str, path: str, status: int, text: str) -> None:

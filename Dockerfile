@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for every entry point: the four function targets (chosen per Knative Service by FUNCTION_TARGET
+# One image for every entry point: the five function targets (chosen per Knative Service by FUNCTION_TARGET
 # and FUNCTION_SOURCE), the standalone server (`cocoon-webhook`) and the CronJob sender
 # (`python -m common.tick`). Build: docker build -t ghcr.io/cocoonstack/cocoon-webhook:<version> .
 #

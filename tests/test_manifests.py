@@ -55,7 +55,7 @@ KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
 NAMESPACE = "cocoon-system"
 IMAGE_REPOSITORY = "ghcr.io/cocoonstack/cocoon-webhook"
 DEFAULT_DOMAIN = "cocoon-webhook.internal"
-HOST_PREFIXES = ("mutate", "validate", "validate-cocoonset")
+HOST_PREFIXES = ("mutate", "validate", "validate-cocoonset", "validate-cocoonhibernation")
 # Never sent to a webhook: the control plane, our own namespace, cert-manager, Knative Serving and
 # the documented namespaces of the three ingresses Knative supports (docs/operations.md).
 EXCLUDED_NAMESPACES = [
@@ -79,6 +79,7 @@ PATH_TARGET = {
     "/mutate": "mutate",
     "/validate": "validate",
     "/validate-cocoonset": "validate_cocoonset",
+    "/validate-cocoonhibernation": "validate_cocoonhibernation",
 }
 
 BUILTIN_API_VERSIONS = {
@@ -285,11 +286,19 @@ SERVICES = {
     "cocoon-mutate": ("mutate", 2, 5, 16, 10, "cocoon-webhook"),
     "cocoon-validate": ("validate", 2, 5, 16, 10, "cocoon-webhook"),
     "cocoon-validate-cocoonset": ("validate_cocoonset", 2, 5, 16, 10, None),
+    "cocoon-validate-cocoonhibernation": (
+        "validate_cocoonhibernation",
+        2,
+        5,
+        16,
+        10,
+        "cocoon-webhook",
+    ),
     "cocoon-reaper": ("reap", 0, 1, 1, 240, "cocoon-webhook"),
 }
 
 
-def test_exactly_the_four_knative_services(knative: Index) -> None:
+def test_exactly_the_five_knative_services(knative: Index) -> None:
     names = {
         obj["metadata"]["name"]
         for obj in knative.of("Service")
@@ -474,6 +483,21 @@ WEBHOOKS = {
         "Fail",
         "/validate-cocoonset",
     ),
+    "cocoonhibernations.validate.cocoonstack.io": (
+        "cocoon-webhook-validate",
+        [
+            {
+                "apiGroups": ["cocoonset.cocoonstack.io"],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["cocoonhibernations"],
+                "scope": "Namespaced",
+            }
+        ],
+        "None",
+        "Fail",
+        "/validate-cocoonhibernation",
+    ),
 }
 
 
@@ -524,12 +548,20 @@ def test_every_webhook_excludes_the_system_namespaces(
 
 
 MATCH_CONDITION_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+# Webhooks every request of whose rules they must judge, so no condition could spare them one.
+UNCONDITIONAL = {
+    # Every CocoonHibernation CREATE is checked against the namespace's others.
+    "cocoonhibernations.validate.cocoonstack.io",
+}
 
 
 @pytest.mark.parametrize("install", INSTALLS)
 def test_every_webhook_has_match_conditions(built: dict[str, list[Obj]], install: str) -> None:
     """What they evaluate to is tests/test_match_conditions.py's; here: present and well-formed."""
     for _config, hook in Index(built[install]).webhooks():
+        if hook["name"] in UNCONDITIONAL:
+            assert "matchConditions" not in hook, hook["name"]
+            continue
         conditions = hook.get("matchConditions")
         assert conditions, hook["name"]
         names = [c["name"] for c in conditions]
@@ -944,6 +976,7 @@ def test_rbac_is_exactly_least_privilege(built: dict[str, list[Obj]], install: s
         ("cluster", "", "nodes", "watch"),
         ("cluster", "apps", "deployments", "get"),
         ("cluster", "apps", "statefulsets", "get"),
+        ("cluster", "cocoonset.cocoonstack.io", "cocoonhibernations", "list"),
     }
 
     bound = set()

@@ -13,7 +13,8 @@ kube-controller-manager built from Go) in the emulator's place, given the same n
 and CRD: there a Deployment really makes its pods (no kubelet runs them).
 
 `--check` runs a short scripted session instead (a cocoon pod gets a VM name and a node, a
-scale-down is denied, an invalid CocoonSet is denied), prints OK and stops.
+scale-down is denied, an invalid CocoonSet is denied, a second CocoonHibernation for one pod is
+denied), prints OK and stops.
 
 The helpers here (certificates, the server process, the configurations) are shared with
 tests/test_server.py.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -456,15 +458,28 @@ def invalid_cocoonset() -> dict[str, Any]:
     }
 
 
+def hibernation(name: str, pod: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "cocoonset.cocoonstack.io/v1",
+        "kind": "CocoonHibernation",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"podRef": {"name": pod}, "desire": "Hibernate"},
+    }
+
+
 def write_examples(directory: Path) -> dict[str, Path]:
     files = {
         "deployment": directory / "demo-deployment.yaml",
         "pod": directory / "demo-pod.yaml",
         "cocoonset": directory / "bad-cocoonset.yaml",
+        "hibernation": directory / "hibernation.yaml",
+        "second-hibernation": directory / "second-hibernation.yaml",
     }
     files["deployment"].write_text(yaml.safe_dump(demo_deployment(), sort_keys=False))
     files["pod"].write_text(yaml.safe_dump(demo_pod(), sort_keys=False))
     files["cocoonset"].write_text(yaml.safe_dump(invalid_cocoonset(), sort_keys=False))
+    files["hibernation"].write_text(yaml.safe_dump(hibernation("agent-0", "agent-0")))
+    files["second-hibernation"].write_text(yaml.safe_dump(hibernation("nap-agent-0", "agent-0")))
     return files
 
 
@@ -509,6 +524,8 @@ def instructions(box: Sandbox) -> str:
             f"  {plugin} res -A    # kubectl cocoon (on PATH): the same, one row per VM",
             f"  {kubectl} scale deployment demo --replicas=1        # denied",
             f"  {kubectl} create --validate=false -f {files['cocoonset']}    # denied",
+            f"  {kubectl} create --validate=false -f {files['hibernation']}",
+            f"  {kubectl} create --validate=false -f {files['second-hibernation']}    # denied",
             f"  curl -s http://127.0.0.1:{box.metrics_port}/metrics | grep ^cocoon_webhook",
             f"  curl -s --cacert {box.pki.ca_file} https://127.0.0.1:{box.webhook_port}/readyz",
             "",
@@ -578,6 +595,21 @@ def check(box: Sandbox) -> list[str]:
             ),
         ),
     ]
+    # One CocoonHibernation per pod: the first is stored, a second for the same pod is not,
+    # whether it is named after the pod or not.
+    pod_name = placed[0][0]
+    create_hibernation = functools.partial(
+        custom.create_namespaced_custom_object,
+        "cocoonset.cocoonstack.io", "v1", "default", "cocoonhibernations",
+    )  # fmt: skip
+    create_hibernation(hibernation(pod_name, pod_name))
+    done.append(f"CocoonHibernation {pod_name}: created")
+    denials += [
+        ("misnamed CocoonHibernation",
+         functools.partial(create_hibernation, hibernation(f"nap-{pod_name}", pod_name))),
+        ("second CocoonHibernation",
+         functools.partial(create_hibernation, hibernation(pod_name, pod_name))),
+    ]  # fmt: skip
     for what, attempt in denials:
         try:
             attempt()

@@ -4,7 +4,8 @@ controller makes the pods).
 
 The API server calls the standalone server over HTTPS, verified against the sandbox CA, under
 the standalone install's own webhook configurations: a cocoon pod gets a VM name and a node, and
-scale-downs and an invalid CocoonSet are denied with the API server's message.
+scale-downs, an invalid CocoonSet and a second CocoonHibernation for one pod are denied with the
+API server's message.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def test_sandbox_check_passes_and_cleans_up(tmp_path: Path, cluster: str, hang_s
     assert lines[-1].startswith("OK (")
     assert any("vk-default-demo-0 on cocoon-" in line for line in lines)
     assert any("vk-default-demo-1 on cocoon-" in line for line in lines)
-    assert sum("denied (cocoon-webhook: " in line for line in lines) == 3
+    assert sum("denied (cocoon-webhook: " in line for line in lines) == 5
+    assert any(line.startswith("  CocoonHibernation demo-") for line in lines)
+    assert any("second CocoonHibernation: denied (cocoon-webhook: pod " in line for line in lines)
     # Everything it started is gone: the API server and both server ports refuse connections.
     ports = re.findall(r"127\.0\.0\.1:(\d+)", lines[0])
     assert len(ports) == 3, lines[0]

@@ -121,6 +121,65 @@ def test_other_namespaces_are(box: Sandbox, core: Any) -> None:
     assert admissions(box, "mutate") == before + 1
 
 
+def hibernation(name: str, pod: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "cocoonset.cocoonstack.io/v1",
+        "kind": "CocoonHibernation",
+        "metadata": {"name": name},
+        "spec": {"podRef": {"name": pod}, "desire": "Hibernate"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("second", "reason"),
+    [
+        pytest.param(
+            hibernation("nap", "agent-0"),
+            'metadata.name "nap" must equal spec.podRef.name "agent-0"',
+            id="misnamed",
+        ),
+        pytest.param(
+            hibernation("agent-0", "agent-0"),
+            'pod "agent-0" already has a live CocoonHibernation "agent-0"',
+            id="same-pod",
+        ),
+    ],
+)
+def test_one_cocoonhibernation_per_pod(
+    box: Sandbox, core: Any, second: dict[str, Any], reason: str
+) -> None:
+    namespace = f"hib-{second['metadata']['name']}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    custom = kubernetes.client.CustomObjectsApi(box.emulator.api_client())
+
+    def create(obj: dict[str, Any]) -> Any:
+        return custom.create_namespaced_custom_object(
+            "cocoonset.cocoonstack.io", "v1", namespace, "cocoonhibernations", obj
+        )
+
+    before = admissions(box, "validate_cocoonhibernation")
+    create(hibernation("agent-0", "agent-0"))
+    with pytest.raises(ApiException) as denied:
+        create(second)
+    assert denied.value.status == 403
+    message = json.loads(denied.value.body)["message"]
+    assert message.startswith(
+        'admission webhook "cocoonhibernations.validate.cocoonstack.io" denied the request: '
+        f"cocoon-webhook: {reason}"
+    )
+    assert admissions(box, "validate_cocoonhibernation") == before + 2
+
+
+def test_cocoonhibernations_of_system_namespaces_are_not_sent(box: Sandbox, core: Any) -> None:
+    custom = kubernetes.client.CustomObjectsApi(box.emulator.api_client())
+    before = admissions(box, "validate_cocoonhibernation")
+    custom.create_namespaced_custom_object(
+        "cocoonset.cocoonstack.io", "v1", "cocoon-system", "cocoonhibernations",
+        hibernation("nap", "agent-0"),
+    )  # fmt: skip
+    assert admissions(box, "validate_cocoonhibernation") == before
+
+
 def test_webhook_down_locks_out_no_system_namespace(tmp_path: Path) -> None:
     with clients(tmp_path) as (down, core, apps):
         ensure_namespaces(core)
@@ -141,6 +200,20 @@ def test_webhook_down_locks_out_no_system_namespace(tmp_path: Path) -> None:
         assert refused.value.status == 500
         message = json.loads(refused.value.body)["message"]
         assert 'failed calling webhook "workloads.validate.cocoonstack.io"' in message
+
+        # validate_cocoonhibernation fails closed as well, with the same exclusions.
+        custom = kubernetes.client.CustomObjectsApi(api_client)
+        group = ("cocoonset.cocoonstack.io", "v1")
+        custom.create_namespaced_custom_object(
+            *group, "kube-system", "cocoonhibernations", hibernation("agent-0", "agent-0")
+        )
+        with pytest.raises(ApiException) as refused:
+            custom.create_namespaced_custom_object(
+                *group, "default", "cocoonhibernations", hibernation("agent-0", "agent-0")
+            )
+        assert refused.value.status == 500
+        message = json.loads(refused.value.body)["message"]
+        assert 'failed calling webhook "cocoonhibernations.validate.cocoonstack.io"' in message
 
 
 def audited(box: Sandbox, resource: str, namespace: str, name: str) -> dict[str, str]:

@@ -42,7 +42,7 @@ else
 	$(PY) -m tests.sandbox --cluster $(CLUSTER) $(if $(filter 1,$(PROMETHEUS)),--prometheus)
 endif
 
-sandbox-check: $(STAMP) ## start the sandbox, admit a pod, deny a scale-down, print OK, stop (CLUSTER=real too)
+sandbox-check: $(STAMP) ## start the sandbox, admit pods, deny a scale-down, a bad CocoonSet, a second CocoonHibernation; print OK, stop (CLUSTER=real too)
 	$(PY) -m tests.sandbox --check --cluster $(CLUSTER)
 
 test: lint typecheck debian-tools control-plane pytest ## ruff lint + format check, mypy --strict, the control plane build (cached), pytest

@@ -458,11 +458,11 @@ def invalid_cocoonset() -> dict[str, Any]:
     }
 
 
-def hibernation(name: str, pod: str) -> dict[str, Any]:
+def hibernation(name: str, pod: str, namespace: str = "default") -> dict[str, Any]:
     return {
         "apiVersion": "cocoonset.cocoonstack.io/v1",
         "kind": "CocoonHibernation",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"podRef": {"name": pod}, "desire": "Hibernate"},
     }
 

@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 from kubernetes.client.exceptions import ApiException
 
-from tests.sandbox import Sandbox, demo_deployment, demo_pod, sandbox
+from tests.sandbox import Sandbox, demo_deployment, demo_pod, hibernation, sandbox
 
 VM_NAME = "vm.cocoonstack.io/name"
 SYSTEM_NAMESPACES = ("kube-system", "cocoon-system", "kube-public", "knative-serving")
@@ -121,34 +121,25 @@ def test_other_namespaces_are(box: Sandbox, core: Any) -> None:
     assert admissions(box, "mutate") == before + 1
 
 
-def hibernation(name: str, pod: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "cocoonset.cocoonstack.io/v1",
-        "kind": "CocoonHibernation",
-        "metadata": {"name": name},
-        "spec": {"podRef": {"name": pod}, "desire": "Hibernate"},
-    }
-
-
 @pytest.mark.parametrize(
     ("second", "reason"),
     [
         pytest.param(
-            hibernation("nap", "agent-0"),
+            ("nap", "agent-0"),
             'metadata.name "nap" must equal spec.podRef.name "agent-0"',
             id="misnamed",
         ),
         pytest.param(
-            hibernation("agent-0", "agent-0"),
+            ("agent-0", "agent-0"),
             'pod "agent-0" already has a live CocoonHibernation "agent-0"',
             id="same-pod",
         ),
     ],
 )
 def test_one_cocoonhibernation_per_pod(
-    box: Sandbox, core: Any, second: dict[str, Any], reason: str
+    box: Sandbox, core: Any, second: tuple[str, str], reason: str
 ) -> None:
-    namespace = f"hib-{second['metadata']['name']}"
+    namespace = f"hib-{second[0]}"
     core.create_namespace({"metadata": {"name": namespace}})
     custom = kubernetes.client.CustomObjectsApi(box.emulator.api_client())
 
@@ -158,9 +149,9 @@ def test_one_cocoonhibernation_per_pod(
         )
 
     before = admissions(box, "validate_cocoonhibernation")
-    create(hibernation("agent-0", "agent-0"))
+    create(hibernation("agent-0", "agent-0", namespace))
     with pytest.raises(ApiException) as denied:
-        create(second)
+        create(hibernation(*second, namespace))
     assert denied.value.status == 403
     message = json.loads(denied.value.body)["message"]
     assert message.startswith(
@@ -175,7 +166,7 @@ def test_cocoonhibernations_of_system_namespaces_are_not_sent(box: Sandbox, core
     before = admissions(box, "validate_cocoonhibernation")
     custom.create_namespaced_custom_object(
         "cocoonset.cocoonstack.io", "v1", "cocoon-system", "cocoonhibernations",
-        hibernation("nap", "agent-0"),
+        hibernation("nap", "agent-0", "cocoon-system"),
     )  # fmt: skip
     assert admissions(box, "validate_cocoonhibernation") == before
 
@@ -205,7 +196,7 @@ def test_webhook_down_locks_out_no_system_namespace(tmp_path: Path) -> None:
         custom = kubernetes.client.CustomObjectsApi(api_client)
         group = ("cocoonset.cocoonstack.io", "v1")
         custom.create_namespaced_custom_object(
-            *group, "kube-system", "cocoonhibernations", hibernation("agent-0", "agent-0")
+            *group, "kube-system", "cocoonhibernations", hibernation("a", "a", "kube-system")
         )
         with pytest.raises(ApiException) as refused:
             custom.create_namespaced_custom_object(

@@ -30,7 +30,7 @@ from cryptography import x509
 from common.server import SHUTDOWN_GRACE_S, ReaperLoop
 from tests.helpers import COCOON_TOLERATION, patch_of, review, scale, wait_until, workload
 from tests.kube_emulator.launcher import EmulatorProcess
-from tests.sandbox import Pki, ServerExited, ServerProcess, server_env
+from tests.sandbox import Pki, ServerExited, ServerProcess, hibernation, server_env
 
 NOT_FOUND = "404 page not found"
 AFFINITY_CONFIGMAP = "/api/v1/namespaces/cocoon-system/configmaps/cocoon-affinity-default"
@@ -191,14 +191,6 @@ def test_three_admission_paths_answer_over_verified_tls(server: Server) -> None:
 
 def test_hibernation_path_lists_through_the_api(server: Server, cluster: EmulatorProcess) -> None:
     from kubernetes import client
-
-    def hibernation(name: str, pod: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "cocoonset.cocoonstack.io/v1",
-            "kind": "CocoonHibernation",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"podRef": {"name": pod}, "desire": "Hibernate"},
-        }
 
     def check(obj: dict[str, Any]) -> dict[str, Any]:
         body = review(obj, None, operation="CREATE", kind="CocoonHibernation", namespace="default",

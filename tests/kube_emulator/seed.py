@@ -29,7 +29,7 @@ _RESOURCES = {
 }
 _TOOLBOX = {
     "type": "object",
-    # later operator versions add fields (backend, connType, …) the webhook ignores
+    # newer operator versions add fields (backend, connType, …): kept, not typed here
     "x-kubernetes-preserve-unknown-fields": True,
     "properties": {
         "name": _STRING,
@@ -42,137 +42,112 @@ _TOOLBOX = {
     },
 }
 
-COCOONSET_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": f"cocoonsets.{COCOON_GROUP}"},
-    "spec": {
-        "group": COCOON_GROUP,
-        "names": {
-            "kind": "CocoonSet",
-            "listKind": "CocoonSetList",
-            "plural": "cocoonsets",
-            "singular": "cocoonset",
-            "shortNames": ["cs"],
-        },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "apiVersion": _STRING,
-                            "kind": _STRING,
-                            "metadata": {"type": "object"},
-                            "spec": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                                "properties": {
-                                    "agent": {
-                                        "type": "object",
-                                        "x-kubernetes-preserve-unknown-fields": True,
-                                        "properties": {
-                                            "image": _STRING,
-                                            "replicas": _INT,
-                                            "mode": _STRING,
-                                            "os": _STRING,
-                                            "vncPort": _INT,
-                                            "resources": _RESOURCES,
-                                            "storage": {"x-kubernetes-int-or-string": True},
-                                        },
-                                    },
-                                    "toolboxes": {"type": "array", "items": _TOOLBOX},
-                                    "snapshotPolicy": _STRING,
-                                    "suspend": {"type": "boolean"},
-                                    "nodePool": _STRING,
-                                    "network": _STRING,
-                                    "serviceAccountName": _STRING,
-                                },
-                            },
-                            "status": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            },
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
 
+def _cocoon_crd(
+    kind: str, short_names: list[str], spec: dict[str, Any], status: dict[str, Any]
+) -> dict[str, Any]:
+    """A namespaced cocoonset.cocoonstack.io/v1 CRD with a status subresource, as the operator's."""
+    singular = kind.lower()
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{singular}s.{COCOON_GROUP}"},
+        "spec": {
+            "group": COCOON_GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": f"{singular}s",
+                "singular": singular,
+                "shortNames": short_names,
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "apiVersion": _STRING,
+                                "kind": _STRING,
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+COCOONSET_CRD = _cocoon_crd(
+    "CocoonSet",
+    ["cs"],
+    spec={
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "properties": {
+            "agent": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "properties": {
+                    "image": _STRING,
+                    "replicas": _INT,
+                    "mode": _STRING,
+                    "os": _STRING,
+                    "vncPort": _INT,
+                    "resources": _RESOURCES,
+                    "storage": {"x-kubernetes-int-or-string": True},
+                },
+            },
+            "toolboxes": {"type": "array", "items": _TOOLBOX},
+            "snapshotPolicy": _STRING,
+            "suspend": {"type": "boolean"},
+            "nodePool": _STRING,
+            "network": _STRING,
+            "serviceAccountName": _STRING,
+        },
+    },
+    status={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+)
 
 # As cocoon-operator ships it (config/crd/bases/cocoonset.cocoonstack.io_cocoonhibernations.yaml),
-# without its descriptions. The emulator does not run the CEL rule; a real API server does.
-COCOONHIBERNATION_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": f"cocoonhibernations.{COCOON_GROUP}"},
-    "spec": {
-        "group": COCOON_GROUP,
-        "names": {
-            "kind": "CocoonHibernation",
-            "listKind": "CocoonHibernationList",
-            "plural": "cocoonhibernations",
-            "singular": "cocoonhibernation",
-            "shortNames": ["ch"],
-            "categories": ["cocoon"],
+# without its descriptions and conditions schema. The emulator does not run the CEL rule; a real
+# API server does.
+COCOONHIBERNATION_CRD = _cocoon_crd(
+    "CocoonHibernation",
+    ["ch"],
+    spec={
+        "type": "object",
+        "required": ["desire", "podRef"],
+        "properties": {
+            "desire": {"type": "string", "enum": ["Hibernate", "Wake"]},
+            "podRef": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string", "minLength": 1}},
+                "x-kubernetes-validations": [
+                    {"rule": "self == oldSelf", "message": "spec.podRef is immutable"}
+                ],
+            },
         },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "apiVersion": _STRING,
-                            "kind": _STRING,
-                            "metadata": {"type": "object"},
-                            "spec": {
-                                "type": "object",
-                                "required": ["desire", "podRef"],
-                                "properties": {
-                                    "desire": {"type": "string", "enum": ["Hibernate", "Wake"]},
-                                    "podRef": {
-                                        "type": "object",
-                                        "required": ["name"],
-                                        "properties": {
-                                            "name": {"type": "string", "minLength": 1},
-                                        },
-                                        "x-kubernetes-validations": [
-                                            {
-                                                "rule": "self == oldSelf",
-                                                "message": "spec.podRef is immutable",
-                                            }
-                                        ],
-                                    },
-                                },
-                            },
-                            "status": {
-                                "type": "object",
-                                "properties": {
-                                    "phase": _STRING,
-                                    "vmName": _STRING,
-                                    "observedGeneration": {"type": "integer", "format": "int64"},
-                                },
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            },
-                        },
-                    }
-                },
-            }
-        ],
     },
-}
+    status={
+        "type": "object",
+        "properties": {
+            "phase": _STRING,
+            "vmName": _STRING,
+            "observedGeneration": {"type": "integer", "format": "int64"},
+        },
+        "x-kubernetes-preserve-unknown-fields": True,
+    },
+)
 
 
 def node(name: str, pool: str | None, *, tainted: bool) -> dict[str, Any]:

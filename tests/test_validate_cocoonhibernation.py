@@ -369,6 +369,22 @@ def test_decisions_before_the_list_make_no_call(
     assert lists(emulator) == []
 
 
+def test_namespace_comes_from_the_review_else_the_object(
+    function: TestClient, custom: Any, emulator: Any
+) -> None:
+    store(custom, "legacy", "agent-0")
+    body = review(hibernation(namespace="ns"), None, operation="CREATE", namespace="",
+                  kind="CocoonHibernation", group=COCOON_GROUP, resource="cocoonhibernations")  # fmt: skip
+    assert "already has a live" in response_of(function.post("/", json=body))["status"]["message"]
+    body["request"]["object"]["metadata"].pop("namespace")
+    before = admission_count(HANDLER, "error")
+    assert response_of(function.post("/", json=body))["status"]["message"] == (
+        "cocoon-webhook: cannot verify podRef uniqueness: the review names no namespace"
+    )
+    assert admission_count(HANDLER, "error") == before + 1
+    assert len(lists(emulator)) == 1
+
+
 def test_readiness_and_metrics(function: TestClient, custom: Any) -> None:
     assert (function.get("/readyz").status_code, function.get("/readyz").text) == (200, "ready")
     assert function.get("/healthz").text == "ok"

@@ -329,6 +329,6 @@ def test_audit_keys_make_valid_annotations_under_every_webhook_name() -> None:
         if doc
         for hook in doc.get("webhooks", [])
     ]
-    assert len(names) == 3
+    assert len(names) == 4
     for name in names:
         assert len(_audit_annotations(name, dict.fromkeys(keys, "x"))) == len(keys)

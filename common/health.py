@@ -7,6 +7,8 @@ and a webhook with no ready endpoint fails every call, which is worse than each 
 - validate_cocoonset makes no API call at all;
 - validate needs the API only for a `/scale` scale-down, which it denies while the parent cannot
   be read (`cannot verify parent workload`); every other review is answered right without it;
+- validate_cocoonhibernation needs the API for every CREATE, which it denies while the LIST
+  fails (`cannot verify podRef uniqueness`): the answer any replica would give;
 - mutate fails open: with the API down it admits pods unpatched with a warning, at once, where
   an unready Service would make the API server wait for a connection error first;
 - reap needs the API for a sweep, which then fails visibly in its reply and metrics.

@@ -199,7 +199,7 @@ def test_webhook_down_locks_out_no_system_namespace(tmp_path: Path) -> None:
         assert 'failed calling webhook "workloads.validate.cocoonstack.io"' in message
 
         # validate_cocoonhibernation fails closed as well, with the same exclusions.
-        custom = kubernetes.client.CustomObjectsApi(api_client)
+        custom = kubernetes.client.CustomObjectsApi(down.emulator.api_client())
         group = ("cocoonset.cocoonstack.io", "v1")
         custom.create_namespaced_custom_object(
             *group, "kube-system", "cocoonhibernations", hibernation("a", "a", "kube-system")

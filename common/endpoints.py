@@ -35,8 +35,11 @@ PARENT_GET_TIMEOUT_S = 2.0
 # included: inside the webhook's 5 s timeout, after which the API server fails the call anyway.
 PARENT_GET_BUDGET_S = 4.0
 PARENT_GET_RETRIES = 1
-# All pages together; the webhook itself has 5 s.
+# One LIST attempt, all its pages together; with its one retry of a transient failure, as the
+# parent GET, inside the webhook's 5 s.
 HIBERNATION_LIST_TIMEOUT_S = 2.0
+HIBERNATION_LIST_BUDGET_S = 4.0
+HIBERNATION_LIST_RETRIES = 1
 RESERVE_WORKERS = 64
 
 _log = get_logger("endpoints")
@@ -114,6 +117,7 @@ def cocoonset_endpoint() -> Endpoint:
 def hibernation_endpoint(kube: KubeApi) -> Endpoint:
     """CocoonHibernation CREATE: one per pod, named after it. Fails closed: a duplicate let
     through makes the operator flip the VM between two desires."""
+    lists = Retrier("validate_cocoonhibernation", longest_attempt=HIBERNATION_LIST_TIMEOUT_S)
 
     async def decide(review: Review) -> Verdict:
         req = review.request
@@ -122,12 +126,14 @@ def hibernation_endpoint(kube: KubeApi) -> Endpoint:
             return checked
         if not checked.namespace:
             return hibernation.list_failed(hibernation.NO_NAMESPACE)
+        budget = Tries(review.received_at + HIBERNATION_LIST_BUDGET_S, HIBERNATION_LIST_RETRIES)
+        read = partial(kube.list_cocoonhibernations, checked.namespace)
         try:
-            existing = await asyncio.to_thread(
-                kube.list_cocoonhibernations, checked.namespace, HIBERNATION_LIST_TIMEOUT_S
-            )
+            existing = await asyncio.to_thread(lists.call, budget, read)
         except KubeError as exc:
             return hibernation.list_failed(str(exc))
+        except DeadlineExceeded:
+            return hibernation.list_failed("no time left to list them")
         return hibernation.uniqueness_verdict(checked, existing)
 
     return Endpoint(

@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import load, start_function
+from bench.loadgen import function_on_emulator, load
 from tests.helpers import review
-from tests.kube_emulator.launcher import EmulatorProcess
 from tests.sandbox import hibernation
 
 GROUP = "cocoonset.cocoonstack.io"
@@ -46,49 +44,37 @@ def main() -> None:
     args = parser.parse_args()
     import kubernetes
 
-    with tempfile.TemporaryDirectory() as workdir:
-        emulator = EmulatorProcess.start(workdir, seed="sandbox")
-        process, port = start_function(
-            "functions/validate_cocoonhibernation.py",
-            "validate_cocoonhibernation",
-            {"KUBECONFIG": emulator.kubeconfig, "WEBHOOK_LOG_LEVEL": "warn"},
-        )
-        try:
-            api = emulator.api_client()
-            core = kubernetes.client.CoreV1Api(api)
-            custom = kubernetes.client.CustomObjectsApi(api)
-            print(f"{'stored':>7}{'API requests':>14}{'conc':>6}{'req/s':>8}{'p50 ms':>9}"
-                  f"{'p99 ms':>9}")  # fmt: skip
-            for size in SIZES:
-                namespace = f"ns-{size}"
-                core.create_namespace({"metadata": {"name": namespace}})
-                for index in range(size):
-                    name = f"agent-{index}"
-                    custom.create_namespaced_custom_object(
-                        GROUP, "v1", namespace, "cocoonhibernations",
-                        hibernation(name, name, namespace),
-                    )  # fmt: skip
-                fresh = hibernation("fresh-0", "fresh-0", namespace)
-                body = json.dumps(
-                    review(fresh, None, operation="CREATE", kind="CocoonHibernation", group=GROUP,
-                           resource="cocoonhibernations", namespace=namespace, name="fresh-0")
-                ).encode()  # fmt: skip
-                emulator.clear_requests()
-                reply = json.loads(post(port, body))["response"]
-                assert reply["allowed"] is True, reply
-                calls = [r for r in emulator.requests() if not r["path"].startswith("/_emulator")]
-                per_admission = len(calls)
-                for concurrency in (1, 8):
-                    result = load(
-                        port, "/validate-cocoonhibernation", body, concurrency, args.seconds
-                    )
-                    errors = f"  errors={result.errors}" if result.errors else ""
-                    print(f"{size:>7}{per_admission:>14}{concurrency:>6}{result.rate:>8.0f}"
-                          f"{result.p50:>9.1f}{result.quantile(0.99):>9.1f}{errors}")  # fmt: skip
-        finally:
-            process.terminate()
-            process.wait(10)
-            emulator.stop()
+    source = "functions/validate_cocoonhibernation.py"
+    quiet = {"WEBHOOK_LOG_LEVEL": "warn"}
+    with function_on_emulator(source, "validate_cocoonhibernation", quiet) as (emulator, port):
+        api = emulator.api_client()
+        core = kubernetes.client.CoreV1Api(api)
+        custom = kubernetes.client.CustomObjectsApi(api)
+        print(f"{'stored':>7}{'API requests':>14}{'conc':>6}{'req/s':>8}{'p50 ms':>9}"
+              f"{'p99 ms':>9}")  # fmt: skip
+        for size in SIZES:
+            namespace = f"ns-{size}"
+            core.create_namespace({"metadata": {"name": namespace}})
+            for index in range(size):
+                name = f"agent-{index}"
+                custom.create_namespaced_custom_object(
+                    GROUP, "v1", namespace, "cocoonhibernations",
+                    hibernation(name, name, namespace),
+                )  # fmt: skip
+            fresh = hibernation("fresh-0", "fresh-0", namespace)
+            body = json.dumps(
+                review(fresh, None, operation="CREATE", kind="CocoonHibernation", group=GROUP,
+                       resource="cocoonhibernations", namespace=namespace, name="fresh-0")
+            ).encode()  # fmt: skip
+            emulator.clear_requests()
+            reply = json.loads(post(port, body))["response"]
+            assert reply["allowed"] is True, reply
+            calls = [r for r in emulator.requests() if not r["path"].startswith("/_emulator")]
+            for concurrency in (1, 8):
+                result = load(port, "/validate-cocoonhibernation", body, concurrency, args.seconds)
+                errors = f"  errors={result.errors}" if result.errors else ""
+                print(f"{size:>7}{len(calls):>14}{concurrency:>6}{result.rate:>8.0f}"
+                      f"{result.p50:>9.1f}{result.quantile(0.99):>9.1f}{errors}")  # fmt: skip
 
 
 if __name__ == "__main__":

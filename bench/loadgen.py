@@ -6,16 +6,21 @@ Kept dependency-free so the figures measure the servers, not a client library.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.kube_emulator.launcher import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,6 +98,26 @@ def _start(
             time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"{target} did not start")
+
+
+@contextlib.contextmanager
+def function_on_emulator(
+    source: str, target: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[EmulatorProcess, int]]:
+    """An emulator seeded like the sandbox and one function process using it; both stopped."""
+    with tempfile.TemporaryDirectory() as workdir:
+        emulator = EmulatorProcess.start(workdir, seed="sandbox")
+        try:
+            process, port = start_function(
+                source, target, {"KUBECONFIG": emulator.kubeconfig, **(env or {})}
+            )
+            try:
+                yield emulator, port
+            finally:
+                process.terminate()
+                process.wait(10)
+        finally:
+            emulator.stop()
 
 
 def _request(path: str, body: bytes) -> bytes:

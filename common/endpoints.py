@@ -124,8 +124,9 @@ def hibernation_endpoint(kube: KubeApi) -> Endpoint:
         checked = hibernation.precheck(req.operation, req.object, req.namespace)
         if isinstance(checked, Verdict):
             return checked
-        if not checked.namespace:
-            return hibernation.list_failed(hibernation.NO_NAMESPACE)
+        problem = hibernation.namespace_problem(checked.namespace)
+        if problem is not None:
+            return hibernation.list_failed(problem)
         budget = Tries(review.received_at + HIBERNATION_LIST_BUDGET_S, HIBERNATION_LIST_RETRIES)
         read = partial(kube.list_cocoonhibernations, checked.namespace)
         try:

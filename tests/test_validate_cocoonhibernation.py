@@ -16,6 +16,7 @@ from common import kube as kube_module
 from common.decisions.validate_cocoonhibernation import (
     Hibernation,
     list_failed,
+    namespace_problem,
     precheck,
     uniqueness_verdict,
 )
@@ -199,6 +200,20 @@ def test_precheck_passes_a_well_named_object_on() -> None:
 )  # fmt: skip
 def test_uniqueness_verdict(existing: list[Any], verdict: Verdict) -> None:
     assert uniqueness_verdict(Hibernation("agent-0", "ns", "agent-0"), existing) == verdict
+
+
+@pytest.mark.parametrize(
+    ("namespace", "problem"),
+    [
+        pytest.param("team-a", None, id="name"),
+        pytest.param("", "the review names no namespace", id="empty"),
+        pytest.param("a/../b", 'namespace "a/../b" is not a namespace name', id="path"),
+        pytest.param("ns?x=1", 'namespace "ns?x=1" is not a namespace name', id="query"),
+        pytest.param("a" * 64, f'namespace "{"a" * 64}" is not a namespace name', id="too-long"),
+    ],
+)
+def test_only_a_namespace_name_is_listed(namespace: str, problem: str | None) -> None:
+    assert namespace_problem(namespace) == problem
 
 
 def test_list_failed_is_an_error_denial() -> None:
@@ -429,6 +444,12 @@ def test_namespace_comes_from_the_review_else_the_object(
     )
     assert admission_count(HANDLER, "error") == before + 1
     assert len(lists(emulator)) == 1
+    # Whatever a caller claims, only a namespace name goes into the LIST's path.
+    body["request"]["namespace"] = "ns/../../../api/v1/secrets?x="
+    emulator.clear_requests()
+    message = response_of(function.post("/", json=body))["status"]["message"]
+    assert message.startswith("cocoon-webhook: cannot verify podRef uniqueness: namespace ")
+    assert [r for r in emulator.requests() if not r["path"].startswith("/_emulator")] == []
 
 
 def test_readiness_and_metrics(function: TestClient, custom: Any) -> None:

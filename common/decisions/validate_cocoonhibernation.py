@@ -19,6 +19,7 @@ from common.decisions.validate_cocoonset import (
     decode_reason,
     go_quote,
     json_type,
+    rfc1123_label_errors,
 )
 from common.verdict import Decision, Verdict, allow, deny
 
@@ -76,6 +77,16 @@ def precheck(operation: str, obj: Any, namespace: str) -> Verdict | Hibernation:
             f"{go_quote(pod)} (one CocoonHibernation per pod, named after it)"
         )
     return Hibernation(name=name, namespace=namespace or decoded.metadata.namespace, pod=pod)
+
+
+def namespace_problem(namespace: str) -> str | None:
+    """Why `namespace` cannot be listed, or None. It goes into the LIST's path, and the admission
+    endpoints do not authenticate their callers (SPEC 15): only a namespace name may go there."""
+    if not namespace:
+        return NO_NAMESPACE
+    if rfc1123_label_errors(namespace):
+        return f"namespace {go_quote(namespace)} is not a namespace name"
+    return None
 
 
 def list_failed(error: str) -> Verdict:

@@ -346,20 +346,22 @@ def seed_real(api_client: Any) -> None:
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": "cocoon-system"}})
     apiext = client.ApiextensionsV1Api(api_client)
-    apiext.create_custom_resource_definition(seed.COCOONSET_CRD)
+    crds = (seed.COCOONSET_CRD, seed.COCOONHIBERNATION_CRD)
+    for crd in crds:
+        apiext.create_custom_resource_definition(crd)
     for node in seed.sandbox_nodes():
         add_ready_node(api_client, node)
-    name = seed.COCOONSET_CRD["metadata"]["name"]
 
-    def established() -> bool:
+    def established(name: str) -> bool:
         conditions = apiext.read_custom_resource_definition(name).status.conditions or []
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not established():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"CRD {name} not established within {START_TIMEOUT_S:.0f} s")
-        time.sleep(0.1)
+    for name in (crd["metadata"]["name"] for crd in crds):
+        while not established(name):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {name} not established within {START_TIMEOUT_S:.0f} s")
+            time.sleep(0.1)
 
 
 @contextlib.contextmanager

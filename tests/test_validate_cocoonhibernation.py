@@ -3,8 +3,10 @@ with our CocoonHibernation CRD installed, LIST faults included."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -24,6 +26,8 @@ from common.verdict import Decision, Verdict
 from tests.functions_app import function_client
 from tests.helpers import admission_count, response_of, review
 from tests.kube_emulator.seed import COCOON_GROUP, COCOONHIBERNATION_CRD
+from tests.sandbox import hibernation as sandbox_hibernation
+from tests.sandbox import sandbox
 
 HANDLER = "validate_cocoonhibernation"
 LIST_PATH = f"/apis/{COCOON_GROUP}/v1/namespaces/ns/cocoonhibernations"
@@ -458,3 +462,60 @@ def test_readiness_and_metrics(function: TestClient, custom: Any) -> None:
     admit(function, hibernation())
     sample = 'cocoon_webhook_admission_total{decision="allow",handler="validate_cocoonhibernation"}'
     assert sample in function.get("/metrics").text
+
+
+# --- through a real kube-apiserver's admission chain -----------------------------------------
+
+
+@pytest.mark.control_plane
+def test_through_a_real_api_server(tmp_path: Path) -> None:
+    """Our CocoonHibernation CRD on kube-apiserver, the standalone install's webhook on it: the
+    API server's own schema, CEL rule, dry run and finalizers around our denials."""
+    with sandbox(tmp_path, preferred=(0, 0), cluster="real") as box:
+        api = box.cluster.api_client()
+        kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": "hib"}})
+        custom = kubernetes.client.CustomObjectsApi(api)
+        path = (COCOON_GROUP, "v1", "hib", "cocoonhibernations")
+
+        def refused(obj: dict[str, Any], status: int = 403, **options: Any) -> str:
+            with pytest.raises(kubernetes.client.ApiException) as caught:
+                custom.create_namespaced_custom_object(*path, obj, **options)
+            assert caught.value.status == status, caught.value.body
+            message: str = json.loads(caught.value.body)["message"]
+            return message
+
+        denied = (
+            'admission webhook "cocoonhibernations.validate.cocoonstack.io" denied the request: '
+        )
+        # A dry run is judged too, and stores nothing.
+        custom.create_namespaced_custom_object(*path, sandbox_hibernation("a-0", "a-0", "hib"),
+                                               dry_run="All")  # fmt: skip
+        assert custom.list_namespaced_custom_object(*path)["items"] == []
+        stored = sandbox_hibernation("a-0", "a-0", "hib")
+        stored["metadata"]["finalizers"] = ["cocoonset.cocoonstack.io/hibernation"]
+        custom.create_namespaced_custom_object(*path, stored)
+        assert refused(sandbox_hibernation("nap", "a-0", "hib")) == denied + (
+            'cocoon-webhook: metadata.name "nap" must equal spec.podRef.name "a-0" '
+            "(one CocoonHibernation per pod, named after it)"
+        )
+        # Before the API server's own AlreadyExists: the answer says what to do instead.
+        assert refused(sandbox_hibernation("a-0", "a-0", "hib")) == denied + (
+            'cocoon-webhook: pod "a-0" already has a live CocoonHibernation "a-0"; '
+            "flip its spec.desire instead of creating a second CR"
+        )
+        custom.delete_namespaced_custom_object(*path[:3], path[3], "a-0")
+        assert refused(sandbox_hibernation("a-0", "a-0", "hib")) == denied + (
+            'cocoon-webhook: pod "a-0"\'s CocoonHibernation "a-0" is still terminating; '
+            "retry after its cleanup finishes"
+        )
+        # What the CRD says is the API server's to enforce, after the webhook allowed it.
+        bad_desire = sandbox_hibernation("a-1", "a-1", "hib")
+        bad_desire["spec"]["desire"] = "Sleep"
+        assert "spec.desire" in refused(bad_desire, status=422)
+        custom.create_namespaced_custom_object(*path, sandbox_hibernation("a-1", "a-1", "hib"))
+        with pytest.raises(kubernetes.client.ApiException) as immutable:
+            custom.patch_namespaced_custom_object(
+                *path[:3], path[3], "a-1", {"spec": {"podRef": {"name": "a-2"}}}
+            )
+        assert immutable.value.status == 422
+        assert "spec.podRef is immutable" in json.loads(immutable.value.body)["message"]

@@ -26,7 +26,7 @@ from tests.real_cluster.harness import (
     apply,
     count_webhook_requests,
     ensure_namespace,
-    install_cocoonset_crd,
+    install_cocoon_crds,
     install_objects,
     running_webhooks,
     token_kubeconfig,
@@ -60,7 +60,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Clu
     ensure_namespace(admin, AFFINITY_NAMESPACE)
     for name in POOL_NODES:
         add_pool_node(admin, name)
-    install_cocoonset_crd(admin)
+    install_cocoon_crds(admin)
     apply(control_plane.kubeconfig, install_objects(RBAC_KINDS))
     count_webhook_requests(admin, control_plane.kubeconfig)
     return Cluster(control_plane, admin, tmp_path_factory.mktemp("real-cluster"))

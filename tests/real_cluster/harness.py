@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conformance.helpers import wait_for
 from tests.control_plane.nodes import add_ready_node
-from tests.kube_emulator.seed import COCOONSET_CRD, node
+from tests.kube_emulator.seed import COCOONHIBERNATION_CRD, COCOONSET_CRD, node
 from tests.real_cluster.proxy import RoundRobinProxy
 from tests.sandbox import (
     KUBECTL,
@@ -148,15 +148,17 @@ def add_pool_node(apis: Apis, name: str, pool: str = "default") -> None:
     _exists_ok(lambda: add_ready_node(apis.client, node(name, pool, tainted=True)))
 
 
-def install_cocoonset_crd(apis: Apis) -> None:
-    _exists_ok(lambda: apis.extensions.create_custom_resource_definition(COCOONSET_CRD))
-    name = COCOONSET_CRD["metadata"]["name"]
+def install_cocoon_crds(apis: Apis) -> None:
+    """Our CocoonSet and CocoonHibernation CRDs, Established."""
+    for crd in (COCOONSET_CRD, COCOONHIBERNATION_CRD):
+        _exists_ok(lambda crd=crd: apis.extensions.create_custom_resource_definition(crd))
+        name = crd["metadata"]["name"]
 
-    def established() -> bool:
-        conditions = apis.extensions.read_custom_resource_definition(name).status.conditions
-        return any(c.type == "Established" and c.status == "True" for c in conditions or [])
+        def established(name: str = name) -> bool:
+            conditions = apis.extensions.read_custom_resource_definition(name).status.conditions
+            return any(c.type == "Established" and c.status == "True" for c in conditions or [])
 
-    wait_for(established, f"CRD {name} Established")
+        wait_for(established, f"CRD {name} Established")
 
 
 def install_objects(kind_filter: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ The `cluster` fixture applies the RBAC objects of knative/ and knative/standalon
 Each ServiceAccount then speaks for itself: a TokenRequest token in its own kubeconfig, and
 `kubectl auth can-i` with it (a SelfSubjectAccessReview, so the answer is the authorizer's for
 that very token). The webhooks run with the `cocoon-webhook` token: every call that mutate,
-validate and reap make must be allowed, and the API server must have refused none of them.
+validate, validate_cocoonhibernation and reap make must be allowed, and the API server must have
+refused none of them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from tests.functions_app import function_client
+from tests.kube_emulator.seed import COCOON_GROUP as GROUP
 from tests.real_cluster.conftest import Cluster
 from tests.real_cluster.harness import (
     ACCOUNT,
@@ -31,6 +33,7 @@ from tests.real_cluster.harness import (
     vm_name,
     wait_for,
 )
+from tests.sandbox import hibernation
 
 # What the code calls (common/kube.py), and nothing more.
 NEEDED = [
@@ -47,6 +50,7 @@ NEEDED = [
     ("watch", "nodes", ""),
     ("get", "deployments.apps", "team-a"),
     ("get", "statefulsets.apps", "team-a"),
+    ("list", "cocoonhibernations.cocoonset.cocoonstack.io", "team-a"),
 ]
 REFUSED = [
     *[
@@ -85,6 +89,7 @@ WEBHOOK_CALLS = {
     ("WATCH", "nodes"),
     ("GET", "deployments"),
     ("GET", "statefulsets"),
+    ("LIST", "cocoonhibernations"),
 }
 
 
@@ -135,7 +140,7 @@ def stateful_set(namespace: str) -> dict[str, Any]:
     return {"metadata": {"name": "web"}, "spec": {**spec, "serviceName": "web"}}
 
 
-def test_mutate_validate_and_reap_work_with_their_own_token(
+def test_mutate_validate_hibernation_and_reap_work_with_their_own_token(
     cluster: Cluster, webhooks: Webhooks, token: Path
 ) -> None:
     admin = cluster.admin
@@ -159,6 +164,13 @@ def test_mutate_validate_and_reap_work_with_their_own_token(
                 "demo" if "deployment" in scale.__name__ else "web", ns, {"spec": {"replicas": 1}}
             )
         assert "scale-down blocked for cocoon Scale" in json.loads(denied.value.body)["message"]
+
+    # validate_cocoonhibernation: LIST the namespace's CocoonHibernations
+    hibernations = (GROUP, "v1", ns, "cocoonhibernations")
+    admin.custom.create_namespaced_custom_object(*hibernations, hibernation("a-0", "a-0", ns))
+    with pytest.raises(ApiException) as denied:
+        admin.custom.create_namespaced_custom_object(*hibernations, hibernation("a-0", "a-0", ns))
+    assert "already has a live CocoonHibernation" in json.loads(denied.value.body)["message"]
 
     # reap: LIST ConfigMaps, LIST pods per namespace, PUT
     admin.core.delete_namespaced_pod("agent", ns, grace_period_seconds=0)

@@ -15,14 +15,22 @@ from common.gocompat import TRACE, cut, go_len, go_quote, is_dns1123_subdomain
 @pytest.mark.parametrize(
     ("value", "quoted"),
     [
+        pytest.param("", '""', id="empty"),
         pytest.param("plain", '"plain"', id="plain"),
         pytest.param('say "hi"\\', '"say \\"hi\\"\\\\"', id="quote-and-backslash"),
-        pytest.param("a\tb\n", '"a\\tb\\n"', id="named-escapes"),
+        pytest.param("it's", '"it\'s"', id="single-quote-kept"),
+        pytest.param("\a\b\f\n\r\t\v", '"\\a\\b\\f\\n\\r\\t\\v"', id="named-escapes"),
         pytest.param("\x00\x1b\x7f", '"\\x00\\x1b\\x7f"', id="ascii-controls"),
-        pytest.param("é ü 名", '"é ü 名"', id="printable-unicode-kept"),
+        pytest.param("\x85", '"\\u0085"', id="c1-control"),
+        pytest.param("\xa0", '"\\u00a0"', id="no-break-space"),
         pytest.param("\u200b", '"\\u200b"', id="format-character"),
+        pytest.param("\u2028", '"\\u2028"', id="line-separator"),
+        pytest.param("\ue000", '"\\ue000"', id="private-use"),
         pytest.param("\U000e0001", '"\\U000e0001"', id="astral-non-printable"),
+        pytest.param("\U0010ffff", '"\\U0010ffff"', id="astral-unassigned"),
+        pytest.param("é ü 名 😀", '"é ü 名 😀"', id="printable-unicode-kept"),
         pytest.param("\ud800", '"\ufffd"', id="lone-surrogate-as-go-holds-it"),
+        pytest.param("\ufffd", '"\ufffd"', id="replacement-char"),
     ],
 )
 def test_go_quote_matches_strconv_quote(value: str, quoted: str) -> None:
@@ -56,6 +64,7 @@ def test_cut_keeps_short_text_and_ends_long_text_with_an_ellipsis() -> None:
     [
         ("cocoon-affinity-default", True),
         ("a.b-c.d", True),
+        ("a", True),
         ("0", True),
         ("a" * 253, True),
         ("a" * 254, False),
@@ -64,6 +73,9 @@ def test_cut_keeps_short_text_and_ends_long_text_with_an_ellipsis() -> None:
         ("-a", False),
         ("a-", False),
         ("a..b", False),
+        ("a.-b", False),
+        ("a.", False),
+        ("Example.com", False),
         ("a_b", False),
         ("é", False),
     ],

@@ -1,8 +1,7 @@
-"""validate_cocoonset (SPEC 7): Go quoting, RFC 1123 messages, decoding, rules and the row table."""
+"""validate_cocoonset (SPEC 7, issue 15): RFC 1123 messages, decoding, rules and the row table."""
 
 from __future__ import annotations
 
-import ast
 import json
 from typing import Any
 
@@ -19,8 +18,6 @@ from common.decisions.validate_cocoonset import (
     ToolboxSpec,
     decide,
     decode_spec,
-    go_quote,
-    is_dns1123_subdomain,
     is_repo_tag,
     rfc1123_label_errors,
     spec_errors,
@@ -33,47 +30,6 @@ BAD_CHARS = (
     "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
 )
 QTY = "want quantity (e.g. 100Gi, 500m, 1e3)"
-
-# --- go_quote -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "quoted"),
-    [
-        pytest.param("", '""', id="empty"),
-        pytest.param("tb", '"tb"', id="plain"),
-        pytest.param('a"b', '"a\\"b"', id="double-quote"),
-        pytest.param("a\\b", '"a\\\\b"', id="backslash"),
-        pytest.param("it's", '"it\'s"', id="single-quote-kept"),
-        pytest.param("\a\b\f\n\r\t\v", '"\\a\\b\\f\\n\\r\\t\\v"', id="named-escapes"),
-        pytest.param("\x00", '"\\x00"', id="nul"),
-        pytest.param("\x1b", '"\\x1b"', id="escape-char"),
-        pytest.param("\x7f", '"\\x7f"', id="del"),
-        pytest.param("\x85", '"\\u0085"', id="c1-control"),
-        pytest.param("\xa0", '"\\u00a0"', id="no-break-space"),
-        pytest.param("\u200b", '"\\u200b"', id="zero-width-space"),
-        pytest.param("\u2028", '"\\u2028"', id="line-separator"),
-        pytest.param("\ue000", '"\\ue000"', id="private-use"),
-        pytest.param("\U000e0001", '"\\U000e0001"', id="astral-format-char"),
-        pytest.param("\U0010ffff", '"\\U0010ffff"', id="astral-unassigned"),
-        pytest.param("é Linux", '"é Linux"', id="printable-non-ascii"),
-        pytest.param("名前", '"名前"', id="cjk"),
-        pytest.param("😀", '"😀"', id="emoji"),
-        pytest.param("\ud800", '"\ufffd"', id="lone-surrogate-as-go-json-decodes-it"),
-        pytest.param("\ufffd", '"\ufffd"', id="replacement-char"),
-    ],
-)
-def test_go_quote(value: str, quoted: str) -> None:
-    assert go_quote(value) == quoted
-
-
-@given(st.text(st.characters(exclude_categories=["Cs"])))
-def test_go_quote_reads_back_as_the_same_string(value: str) -> None:
-    # Every escape Go's %q emits means the same thing in a Python string literal.
-    quoted = go_quote(value)
-    assert "\n" not in quoted
-    assert ast.literal_eval(quoted) == value
-
 
 # --- RFC 1123 -------------------------------------------------------------------------------------
 
@@ -117,24 +73,6 @@ def test_label_messages_are_pinned() -> None:
 )
 def test_rfc1123_label_errors(value: str, errors: list[str]) -> None:
     assert rfc1123_label_errors(value) == errors
-
-
-@pytest.mark.parametrize(
-    ("value", "valid"),
-    [
-        pytest.param("example.com", True, id="dotted"),
-        pytest.param("a", True, id="single-label"),
-        pytest.param("a" * 253, True, id="253-chars"),
-        pytest.param("a" * 254, False, id="254-chars"),
-        pytest.param("Example.com", False, id="upper-case"),
-        pytest.param("a..b", False, id="empty-label"),
-        pytest.param("a.-b", False, id="label-leading-hyphen"),
-        pytest.param("", False, id="empty"),
-        pytest.param("a.", False, id="trailing-dot"),
-    ],
-)
-def test_is_dns1123_subdomain(value: str, valid: bool) -> None:
-    assert is_dns1123_subdomain(value) is valid
 
 
 # --- decode_spec ----------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from common.decisions.validate_cocoonset import (
     OBJECT_MISSING,
     JsonView,
     decode_reason,
-    go_quote,
     json_type,
     rfc1123_label_errors,
 )
+from common.gocompat import go_quote
 from common.verdict import Decision, Verdict, allow, deny
 
 DECODE_PREFIX: Final = "cocoon-webhook: decode CocoonHibernation: "

@@ -22,6 +22,15 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from common.gocompat import (
+    DNS1123_LABEL_FMT,
+    DNS1123_LABEL_MAX,
+    DNS1123_LABEL_RE,
+    DNS1123_SUBDOMAIN_RE,
+    cut,
+    go_len,
+    go_quote,
+)
 from common.quantity import is_quantity
 from common.verdict import Decision, Verdict, allow, deny
 
@@ -45,59 +54,8 @@ DEFAULT_OS: Final = "linux"
 FIRECRACKER: Final = "firecracker"
 STATIC: Final = "static"
 
-# --- Go %q ------------------------------------------------------------------------------------
+# --- RFC 1123 labels (k8s.io/apimachinery/pkg/util/validation) ----------------------------------
 
-_GO_ESCAPES: Final = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    '"': '\\"',
-    "\\": "\\\\",
-}
-
-
-# Printable ASCII with nothing to escape quotes as itself: the common case, kept cheap.
-_PLAIN_ASCII = re.compile(r"[ !#-\[\]-~]*")
-
-
-def go_quote(s: str) -> str:
-    """Quote `s` exactly as Go's `%q` (strconv.Quote) would, for any string JSON can carry."""
-    if _PLAIN_ASCII.fullmatch(s):
-        return f'"{s}"'
-    out = ['"']
-    for raw in s:
-        # Python's json keeps a lone surrogate escape; Go's encoding/json has already turned it
-        # into U+FFFD by the time the Go original quoted the value.
-        ch = "\ufffd" if "\ud800" <= raw <= "\udfff" else raw
-        code = ord(ch)
-        escaped = _GO_ESCAPES.get(ch)
-        if escaped is not None:
-            out.append(escaped)
-        # str.isprintable and Go's strconv.IsPrint agree: L, M, N, P, S and the ASCII space.
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-# --- RFC 1123 / DNS 1123 (k8s.io/apimachinery/pkg/util/validation) --------------------------------
-
-DNS1123_LABEL_MAX: Final = 63
-DNS1123_SUBDOMAIN_MAX: Final = 253
-_LABEL_FMT: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN_FMT: Final = _LABEL_FMT + r"(\." + _LABEL_FMT + ")*"
-_LABEL_RE: Final = re.compile(_LABEL_FMT)
-_SUBDOMAIN_RE: Final = re.compile(_SUBDOMAIN_FMT)
 _NUMERIC_RE: Final = re.compile("[0-9]+")
 
 LABEL_TOO_LONG: Final = f"must be no more than {DNS1123_LABEL_MAX} characters"
@@ -106,32 +64,22 @@ LABEL_HAS_DOTS: Final = "must not contain dots"
 LABEL_BAD_CHARS: Final = (
     "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
     "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
-    f"regex used for validation is '{_LABEL_FMT}')"
+    f"regex used for validation is '{DNS1123_LABEL_FMT}')"
 )
-
-
-def _go_len(value: str) -> int:
-    """Length as Go's len(): UTF-8 bytes, surrogates counted as the U+FFFD Go would hold."""
-    return len(value.encode("utf-8", "surrogatepass"))
 
 
 def rfc1123_label_errors(value: str) -> list[str]:
     """IsDNS1123Label's messages for `value`, in its order; empty when the label is valid."""
     errors = []
-    if _go_len(value) > DNS1123_LABEL_MAX:
+    if go_len(value) > DNS1123_LABEL_MAX:
         errors.append(LABEL_TOO_LONG)
-    if _LABEL_RE.fullmatch(value) is None:
+    if DNS1123_LABEL_RE.fullmatch(value) is None:
         # Regex only, no length limit: a 300-character dotted name still earns "dots".
-        if _SUBDOMAIN_RE.fullmatch(value) is not None:
+        if DNS1123_SUBDOMAIN_RE.fullmatch(value) is not None:
             errors.append(LABEL_HAS_DOTS)
         else:
             errors.append(LABEL_BAD_CHARS)
     return errors
-
-
-def is_dns1123_subdomain(value: str) -> bool:
-    """IsDNS1123Subdomain: at most 253 characters of dot-separated lowercase labels."""
-    return _go_len(value) <= DNS1123_SUBDOMAIN_MAX and _SUBDOMAIN_RE.fullmatch(value) is not None
 
 
 # --- Decoding ---------------------------------------------------------------------------------
@@ -155,9 +103,7 @@ _MAX_SHOWN: Final = 40
 
 def _shown(value: str) -> str:
     """A quoted value for a decode reason, cut so one huge string cannot bloat the denial."""
-    if len(value) > _MAX_SHOWN:
-        value = value[: _MAX_SHOWN - 1] + "…"
-    return go_quote(value)
+    return go_quote(cut(value, _MAX_SHOWN))
 
 
 def _quantity(value: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tests.functions_app import function_client
+from tests.functions_app import function_client, wait_ready
 from tests.kube_emulator.seed import COCOON_GROUP as GROUP
 from tests.real_cluster.conftest import Cluster
 from tests.real_cluster.harness import (
@@ -151,6 +151,10 @@ def test_mutate_validate_hibernation_and_reap_work_with_their_own_token(
     pod = admin.core.create_namespaced_pod(ns, cocoon_pod(ns, "agent"))
     assert vm_name(pod) == f"vk-{ns}-agent"
     assert pod.spec.node_name
+    # mutate's caches LIST, then WATCH, pods, nodes and the affinity ConfigMaps as they start:
+    # the webhooks' caches did before `before`, so a mutate process of its own starts them here.
+    with function_client("mutate", KUBECONFIG=str(token)) as mutate:
+        wait_ready(mutate)
 
     # validate: the /scale path GETs the parent workload
     deployment = cocoon_deployment(ns, "demo", replicas=2)

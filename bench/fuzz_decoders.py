@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 with atheris.instrument_imports(include=["common"]):
     from common import strict_json
     from common.decisions import validate as workload
+    from common.decisions import validate_cocoonhibernation as hibernation
     from common.decisions import validate_cocoonset as cocoonset
     from common.models import EnvelopeError, encode_response, parse_review
     from common.pod import decode_pod
@@ -69,6 +70,16 @@ def _cocoonset(data: bytes) -> None:
     cocoonset.decide("UPDATE", obj, obj)
 
 
+def _hibernation(data: bytes) -> None:
+    obj = _json(data)
+    checked = hibernation.precheck("CREATE", obj, "")
+    if isinstance(checked, hibernation.Hibernation):
+        hibernation.namespace_problem(checked.namespace)
+        # A listed item is parsed JSON we did not check either: the input's `items`, if any.
+        items = obj.get("items") if isinstance(obj, dict) else None
+        hibernation.uniqueness_verdict(checked, items if isinstance(items, list) else [obj])
+
+
 def _reservation(data: bytes) -> None:
     with contextlib.suppress(MalformedEntry, UnicodeDecodeError):
         decode(data.decode("utf-8", "surrogatepass"))
@@ -84,7 +95,7 @@ def _event(data: bytes) -> None:
             parse_event(headers, data)
 
 
-DECODERS = (_envelope, _pod, _workloads, _cocoonset, _reservation, _event)
+DECODERS = (_envelope, _pod, _workloads, _cocoonset, _reservation, _event, _hibernation)
 
 
 def one_input(data: bytes) -> None:
@@ -102,6 +113,7 @@ def seed_corpus() -> Path:
 
     from bench.admission_bench import bodies
     from tests.cluster import cocoon_pod
+    from tests.sandbox import hibernation as cocoon_hibernation
 
     CORPUS.mkdir(exist_ok=True)
     reviews = bodies()
@@ -114,6 +126,8 @@ def seed_corpus() -> Path:
         (4, b'{"pool":"default","namespace":"ns","deployment":"d","slot":1,"vmName":"vk-ns-d-1",'
             b'"pod":"d-1","node":"n","updatedAt":"2026-01-01T00:00:00.123456789Z"}'),
         (5, b'{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"dryRun":true}}'),
+        (6, json.dumps({**cocoon_hibernation("a-0", "a-0", "ns"),
+                        "items": [cocoon_hibernation("b", "a-0", "ns")]}).encode()),
     ]  # fmt: skip
     for index, (decoder, body) in enumerate(seeds):
         (CORPUS / f"seed-{index}").write_bytes(bytes([decoder]) + body)

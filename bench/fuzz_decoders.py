@@ -32,7 +32,7 @@ with atheris.instrument_imports(include=["common"]):
     from common.decisions import validate_cocoonset as cocoonset
     from common.models import EnvelopeError, encode_response, parse_review
     from common.pod import decode_pod
-    from common.reaper import NotACloudEvent, parse_event
+    from common.reap_target import NotACloudEvent, parse_event
     from common.reservation import MalformedEntry, decode
     from common.verdict import allow
 

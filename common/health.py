@@ -20,7 +20,7 @@ one log line when the API becomes unreachable and one when it is back. Probes ar
 started by `/readyz` itself when no call succeeded for `RECENT_SUCCESS_S`, in the background:
 the kubelet's probe period paces them, and a busy replica never probes.
 
-Readiness is one small async callable (`common.admission.Readiness`); `all_ready` composes
+Readiness is one small async callable (`common.edge.Readiness`); `all_ready` composes
 several (mutate's "caches synced once", `common.cache`; the server's "not shutting down").
 The caches' check is the one exception to the rule above, and only until their first sync: a
 replica with nothing cached yet would answer every admission from direct LISTs.
@@ -34,7 +34,7 @@ import time
 
 from prometheus_client import Gauge
 
-from common.admission import Readiness
+from common.edge import Readiness
 from common.kube import KubeApi, KubeError
 from common.logs import get_logger
 

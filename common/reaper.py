@@ -1,4 +1,4 @@
-"""The reaper: release affinity reservations whose pod is gone (SPEC 8), and the reap target's HTTP.
+"""The reaper's sweep: release affinity reservations whose pod is gone (SPEC 8).
 
 One sweep, with a request count that grows with pools and namespaces, never with entries
 (SPEC 13): one LIST of the managed ConfigMaps, one pod LIST per namespace that an entry outside
@@ -17,30 +17,17 @@ I/O goes through KubeApi only; every decision is `common.decisions.reap`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from cloudevents.exceptions import GenericException as CloudEventError
-from cloudevents.http import from_http
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
-
-from common import metrics, strict_json
-from common.admission import (
-    BodyTooLarge,
-    method_not_allowed,
-    not_found,
-    read_body,
-    serve_probes,
-)
+from common import metrics
 from common.config import Settings
 from common.decisions.reap import (
     Changes,
@@ -51,7 +38,6 @@ from common.decisions.reap import (
     read_entries,
     unconfirmed_horizon,
 )
-from common.health import reporting
 from common.kube import ConfigMap, Conflict, KubeApi, KubeError, NotFound
 from common.logs import get_logger
 from common.naming import (
@@ -74,9 +60,6 @@ SWEEP_BUDGET_S = 200.0
 # One API call; a LIST's pages share it. Generous: a sweep has minutes, an admission seconds.
 CALL_TIMEOUT_S = 30.0
 NAMESPACE_LIST_WORKERS = 8
-
-CLOUDEVENT_ATTRIBUTES = ("specversion", "id", "source", "type")
-STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 
 _log = get_logger("reaper")
 
@@ -403,123 +386,3 @@ def _entry_context(value: str) -> dict[str, Any]:
         "vmName": entry.vm_name,
         "node": entry.node,
     }
-
-
-# --- the CloudEvent that triggers it -------------------------------------------------------------
-
-
-class NotACloudEvent(ValueError):
-    """The POST is not a CloudEvents 1.0 event we accept; `reason` is one line for the 400."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Tick:
-    """What a reap CloudEvent asks for. `type` is logged, not checked (SPEC 8.1)."""
-
-    id: str
-    source: str
-    type: str
-    dry_run: bool
-
-
-def parse_event(headers: Mapping[str, str], body: bytes) -> Tick:
-    """A binary-mode (`ce-*` headers) or structured-mode CloudEvent; NotACloudEvent otherwise.
-
-    The required attributes are checked here, not by the cloudevents package: it makes up an
-    `id` when one is missing, and reports a binary event with one header missing as a
-    structured event without `specversion`.
-    """
-    lowered = {key.lower(): value for key, value in headers.items()}
-    # Either mode may carry JSON that the cloudevents package parses recursively.
-    if strict_json.nesting_exceeds(body.decode("utf-8", "replace")):
-        raise NotACloudEvent(str(strict_json.TooDeep()))
-    content_type = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type == STRUCTURED_CONTENT_TYPE:
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            raise NotACloudEvent("structured-mode body is not JSON") from None
-        if not isinstance(doc, dict):
-            raise NotACloudEvent("structured-mode body is not a JSON object")
-        missing = [a for a in CLOUDEVENT_ATTRIBUTES if not _non_empty_string(doc.get(a))]
-        # Structured mode wins over stray ce-* headers, as the CloudEvents HTTP binding says.
-        passed = {"content-type": lowered["content-type"]}
-    elif any(key.startswith("ce-") for key in lowered):
-        missing = [f"ce-{a}" for a in CLOUDEVENT_ATTRIBUTES if not lowered.get(f"ce-{a}")]
-        passed = lowered
-    else:
-        raise NotACloudEvent(f"no ce-* headers and content type is not {STRUCTURED_CONTENT_TYPE}")
-    if missing:
-        raise NotACloudEvent(f"missing {', '.join(missing)}")
-    try:
-        event = from_http(passed, body)
-    except CloudEventError as exc:
-        raise NotACloudEvent(" ".join(str(exc).split())[:200]) from None
-    return Tick(
-        id=str(event["id"]),
-        source=str(event["source"]),
-        type=str(event["type"]),
-        dry_run=_dry_run(event.data),
-    )
-
-
-def _non_empty_string(value: Any) -> bool:
-    return isinstance(value, str) and value != ""
-
-
-def _dry_run(data: Any) -> bool:
-    if data is None or (isinstance(data, str | bytes) and not data):
-        return False
-    if not isinstance(data, dict):
-        raise NotACloudEvent("data is not a JSON object")
-    flag = data.get("dryRun", False)
-    # Refused rather than guessed: a sweep that writes when the sender meant a dry run is worse.
-    if not isinstance(flag, bool):
-        raise NotACloudEvent("data.dryRun is not a boolean")
-    return flag
-
-
-# --- the reap target's HTTP ----------------------------------------------------------------------
-
-
-async def serve_reap(
-    request: Request,
-    kube: KubeApi,
-    settings: Settings,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Response:
-    """GET probes and metrics on any path; POST `/` with a CloudEvent runs one sweep."""
-
-    probe = await serve_probes(request, reporting(kube))
-    if probe is not None:
-        return probe
-    if request.scope["path"] != "/":
-        return not_found()
-    if request.method != "POST":
-        return method_not_allowed()
-    try:
-        tick = parse_event(request.headers, await read_body(request))
-    except NotACloudEvent as exc:
-        return PlainTextResponse(f"not a CloudEvent: {exc.reason}", 400)
-    except BodyTooLarge:
-        return PlainTextResponse("not a CloudEvent: body larger than 10 MiB", 413)
-    except ClientDisconnect:
-        return PlainTextResponse("client disconnected", 400)
-    _log.info(
-        "sweep requested",
-        extra={"ceType": tick.type, "ceId": tick.id, "ceSource": tick.source,
-               "dryRun": tick.dry_run},
-    )  # fmt: skip
-    try:
-        # The sweep blocks on the API for seconds; the loop keeps answering probes meanwhile.
-        summary = await asyncio.to_thread(sweep, kube, settings, clock(), dry_run=tick.dry_run)
-    except Exception as exc:  # a bug still gets a one-line answer, and the Job retries
-        _log.exception("sweep crashed", extra={"ceId": tick.id})
-        line = " ".join(str(exc).split()) or type(exc).__name__
-        return Response(json.dumps({"error": line}), status_code=500, media_type="application/json")
-    status = 200 if summary.listed else 503
-    return Response(summary.encode(), status_code=status, media_type="application/json")

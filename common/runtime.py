@@ -26,7 +26,7 @@ from common.endpoints import (
 )
 from common.kube import ClientKubeApi, KubeApi
 from common.logs import setup_logging
-from common.reaper import serve_reap
+from common.reap_target import serve_reap
 
 
 @functools.cache

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -38,17 +39,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from common import metrics, reaper, runtime
-from common.admission import (
-    MAX_BODY_BYTES,
-    Endpoint,
-    Readiness,
-    admit,
-    method_not_allowed,
-    not_found,
-    serve_probes,
-)
+from common.admission import Endpoint, admit
 from common.config import SECOND, Settings, format_go_duration
 from common.connections import BoundedApp, ByteBudget, Limits, client_certified, serve_sockets
+from common.edge import MAX_BODY_BYTES, Post, Readiness, not_found, route
 from common.health import READY, all_ready, reporting
 from common.kube import ClientKubeApi, KubeApi, KubeError
 from common.logs import ROOT_LOGGER, get_logger
@@ -252,14 +246,13 @@ class AdmissionApp:
         await response(scope, receive, send)
 
     async def _respond(self, request: Request) -> Response:
-        probe = await serve_probes(request, self._readiness, with_metrics=False)
-        if probe is not None:
-            return probe
-        endpoint = self._endpoints.get(request.scope["path"])
-        if endpoint is None:
-            return not_found()
-        if request.method != "POST":
-            return method_not_allowed()
+        return await route(request, self._readiness, self._resolve, with_metrics=False)
+
+    def _resolve(self, path: str) -> Post | None:
+        endpoint = self._endpoints.get(path)
+        return None if endpoint is None else partial(self._admit, endpoint=endpoint)
+
+    async def _admit(self, request: Request, endpoint: Endpoint) -> Response:
         if self._client_certificates and not client_certified(request.scope):
             return PlainTextResponse(CLIENT_CERTIFICATE_REQUIRED, 403)
         declared = request.headers.get("content-length", "")

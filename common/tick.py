@@ -3,7 +3,8 @@
     python -m common.tick URL [--dry-run] [--timeout SECONDS] [--connect-retry SECONDS]
 
 Prints the reply body (the sweep summary) and exits 0 only on 200, so a failed sweep fails the
-Job and its backoffLimit retries it. Stdlib only: this runs in a short-lived pod on every tick.
+Job and its backoffLimit retries it. Stdlib only (with the contract in `common.reap_event`): this
+runs in a short-lived pod on every tick.
 No retry once the event is sent: the next CronJob run is the retry, and a sweep that already
 ran must not be doubled by a client that gave up waiting. `--connect-retry` only covers a
 function that is still starting (connection refused), as with `make reap`.
@@ -20,27 +21,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-EVENT_TYPE = "io.cocoonstack.webhook.reap"
-EVENT_SOURCE = "/apis/batch/v1/namespaces/cocoon-system/cronjobs/cocoon-reaper"
+from common.reap_event import DRY_RUN_FIELD, binary_headers
+
 # Under the Job's activeDeadlineSeconds (240): a Knative cold start plus a full sweep fit.
 WAIT_S = 200.0
 _RETRY_PAUSE_S = 0.2
 
 
 def build_request(url: str, event_id: str, *, dry_run: bool = False) -> urllib.request.Request:
-    body = json.dumps({"dryRun": True} if dry_run else {}, separators=(",", ":")).encode()
-    return urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "ce-specversion": "1.0",
-            "ce-id": event_id,
-            "ce-source": EVENT_SOURCE,
-            "ce-type": EVENT_TYPE,
-            "Content-Type": "application/json",
-        },
-    )
+    data = {DRY_RUN_FIELD: True} if dry_run else {}
+    body = json.dumps(data, separators=(",", ":")).encode()
+    return urllib.request.Request(url, data=body, method="POST", headers=binary_headers(event_id))
 
 
 def send(

@@ -17,7 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from common.admission import MAX_BODY_BYTES, Endpoint, serve
+from common.admission import Endpoint, serve
+from common.edge import MAX_BODY_BYTES
 from common.models import Review
 from common.verdict import Decision, PatchOp, Verdict, allow, deny, patched
 from tests.helpers import admission_count, response_of, review, total_admissions

@@ -19,9 +19,9 @@ import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
+from common.reap_event import EVENT_SOURCE, EVENT_TYPE
 from common.reaper import TRANSIENT_RETRIES
 from common.reservation import Reservation, decode, encode
-from common.tick import EVENT_SOURCE, EVENT_TYPE
 from tests.cluster import AFFINITY, add_node, affinity_data, apply_patch, cocoon_pod, pod_review
 from tests.functions_app import ROOT, function_client
 from tests.helpers import response_of

@@ -16,7 +16,8 @@ from starlette.types import Receive, Scope, Send
 from common import metrics, naming, reaper, tick
 from common.config import Settings
 from common.kube import ConfigMap, KubeError, NotFound, Unreachable
-from common.reaper import NotACloudEvent, Summary, parse_event, serve_reap, sweep
+from common.reap_target import NotACloudEvent, parse_event, serve_reap
+from common.reaper import Summary, sweep
 from common.reservation import Reservation, decode, encode, format_time
 from tests.fakes import FakeKube
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from common.decode_errors import Unreadable
 from common.gocompat import TRACE, go_quote
 
 # --- Go durations -----------------------------------------------------------------------------
@@ -43,12 +44,8 @@ _MAX_NS: Final = 2**63 - 1
 _MIN_NS: Final = -(2**63)
 
 
-class DurationError(ValueError):
+class DurationError(Unreadable):
     """Text that time.ParseDuration would reject; `reason` says why in a few words."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def parse_go_duration(text: str) -> int:

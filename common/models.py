@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from common import strict_json
+from common.decode_errors import first_problem
 from common.verdict import Verdict
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
@@ -87,25 +88,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
     try:
         return AdmissionRequest.model_validate(request)
     except ValidationError as exc:
-        raise EnvelopeError(f"decode admission review: {_first_problem(exc)}") from None
-
-
-_PROBLEMS = {
-    "missing": "required",
-    "string_too_short": "must not be empty",
-    "string_type": "want a string",
-    "bool_type": "want a boolean",
-    "model_type": "want an object",
-    "model_attributes_type": "want an object",
-    "dict_type": "want an object",
-}
-
-
-def _first_problem(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False)[0]
-    field = ".".join(str(part) for part in error["loc"])
-    problem = _PROBLEMS.get(error["type"], _one_line(error["msg"]))
-    return f"request.{field}: {problem}"
+        raise EnvelopeError(f"decode admission review: {first_problem(exc, 'request')}") from None
 
 
 def _go_string(value: Any) -> str:

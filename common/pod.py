@@ -27,17 +27,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from common.decode_errors import Unreadable, first_problem
 from common.naming import DEFAULT_POOL, POOL_KEY, TOLERATION_KEY, VM_NAME_ANNOTATION
 
 _DONE_PHASES = frozenset({"Succeeded", "Failed"})
 
 
-class PodDecodeError(ValueError):
+class PodDecodeError(Unreadable):
     """The admitted object is not a Pod we can read; `reason` is one line for the log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 # --- the admitted Pod: strict ------------------------------------------------------------------
@@ -99,7 +96,7 @@ class PodView(_Strict):
         try:
             return cls.model_validate(obj)
         except ValidationError as err:
-            raise PodDecodeError(_first_problem(err)) from None
+            raise PodDecodeError(first_problem(err, "object")) from None
 
     @property
     def name(self) -> str:
@@ -149,22 +146,6 @@ def decode_pod(obj: Any) -> PodView | PodDecodeError:
         return PodView.decode(obj)
     except PodDecodeError as err:
         return err
-
-
-_PROBLEMS = {
-    "model_type": "must be an object",
-    "dict_type": "must be an object",
-    "string_type": "must be a string",
-    "list_type": "must be a list",
-}
-
-
-def _first_problem(err: ValidationError) -> str:
-    first = err.errors()[0]
-    path = "object"
-    for part in first["loc"]:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return f"{path}: {_PROBLEMS.get(first['type'], first['msg'])}"
 
 
 def is_cocoon_pod(pod: PodView) -> bool:

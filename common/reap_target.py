@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from common import edge, strict_json
 from common.config import Settings
+from common.decode_errors import Unreadable
 from common.health import reporting
 from common.kube import KubeApi
 from common.logs import get_logger
@@ -29,12 +30,8 @@ from common.reaper import sweep
 _log = get_logger("reaper")
 
 
-class NotACloudEvent(ValueError):
+class NotACloudEvent(Unreadable):
     """The POST is not a CloudEvents 1.0 event we accept; `reason` is one line for the 400."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

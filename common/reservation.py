@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common import strict_json
+from common.decode_errors import Unreadable
 from common.gocompat import go_len
 from common.naming import bare_key, deployment_key
 
@@ -43,12 +44,8 @@ _GO_ESCAPES = str.maketrans(
 _MAX_INT64 = (1 << 63) - 1
 
 
-class MalformedEntry(ValueError):
+class MalformedEntry(Unreadable):
     """A value that is not a reservation (SPEC 8.2's malformed rule); `reason` is one line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

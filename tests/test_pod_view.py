@@ -36,61 +36,71 @@ def pod(metadata: Any = None, spec: Any = None) -> dict[str, Any]:
         pytest.param(None, "object is missing or null", id="null-object"),
         pytest.param("x", "object is not a JSON object", id="string-object"),
         pytest.param([], "object is not a JSON object", id="list-object"),
-        pytest.param({"spec": "x"}, "object.spec: must be an object", id="string-spec"),
-        pytest.param({"metadata": 1}, "object.metadata: must be an object", id="number-metadata"),
-        pytest.param({"metadata": None}, "object.metadata: must be an object", id="null-metadata"),
+        pytest.param({"spec": "x"}, "object.spec: want object, got string", id="string-spec"),
         pytest.param(
-            pod(spec={"tolerations": "x"}), "object.spec.tolerations: must be a list", id="tol-str"
+            {"metadata": 1}, "object.metadata: want object, got number 1", id="number-metadata"
+        ),
+        pytest.param(
+            {"metadata": None}, "object.metadata: want object, got null", id="null-metadata"
+        ),
+        pytest.param(
+            pod(spec={"tolerations": "x"}),
+            "object.spec.tolerations: want array, got string",
+            id="tol-str",
         ),
         pytest.param(
             pod(spec={"tolerations": ["x"]}),
-            "object.spec.tolerations[0]: must be an object",
+            "object.spec.tolerations[0]: want object, got string",
             id="toleration-not-object",
         ),
         pytest.param(
             pod(spec={"tolerations": [{"key": "k", "value": 1}]}),
-            "object.spec.tolerations[0].value: must be a string",
+            "object.spec.tolerations[0].value: want string, got number 1",
             id="toleration-value-number",
         ),
         pytest.param(
-            pod(metadata={"name": 5}), "object.metadata.name: must be a string", id="name-number"
+            pod(metadata={"name": 5}),
+            "object.metadata.name: want string, got number 5",
+            id="name-number",
         ),
         pytest.param(
             pod(metadata={"generateName": True}),
-            "object.metadata.generateName: must be a string",
+            "object.metadata.generateName: want string, got bool",
             id="generate-name-bool",
         ),
         pytest.param(
             pod(metadata={"namespace": []}),
-            "object.metadata.namespace: must be a string",
+            "object.metadata.namespace: want string, got array",
             id="namespace-list",
         ),
         pytest.param(
-            pod(spec={"nodeName": 1}), "object.spec.nodeName: must be a string", id="node-name"
+            pod(spec={"nodeName": 1}),
+            "object.spec.nodeName: want string, got number 1",
+            id="node-name",
         ),
         pytest.param(
             pod(metadata={"labels": {"a": 1}}),
-            "object.metadata.labels.a: must be a string",
+            "object.metadata.labels.a: want string, got number 1",
             id="label-value-number",
         ),
         pytest.param(
             pod(metadata={"annotations": "x"}),
-            "object.metadata.annotations: must be an object",
+            "object.metadata.annotations: want object, got string",
             id="annotations-string",
         ),
         pytest.param(
             pod(spec={"nodeSelector": None}),
-            "object.spec.nodeSelector: must be an object",
+            "object.spec.nodeSelector: want object, got null",
             id="node-selector-null",
         ),
         pytest.param(
             pod(metadata={"ownerReferences": {"kind": "ReplicaSet"}}),
-            "object.metadata.ownerReferences: must be a list",
+            "object.metadata.ownerReferences: want array, got object",
             id="owner-refs-object",
         ),
         pytest.param(
             pod(metadata={"ownerReferences": [{"kind": "ReplicaSet", "name": 3}]}),
-            "object.metadata.ownerReferences[0].name: must be a string",
+            "object.metadata.ownerReferences[0].name: want string, got number 3",
             id="owner-ref-name-number",
         ),
     ],

@@ -17,9 +17,9 @@ from common.decisions.validate_cocoonset import (
     OBJECT_MISSING,
     JsonView,
     decode_reason,
-    json_type,
     rfc1123_label_errors,
 )
+from common.decode_errors import json_type
 from common.gocompat import go_quote
 from common.verdict import Decision, Verdict, allow, deny
 

@@ -22,12 +22,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from common.decode_errors import WANTS, Unreadable, first_problem, json_type
 from common.gocompat import (
     DNS1123_LABEL_FMT,
     DNS1123_LABEL_MAX,
     DNS1123_LABEL_RE,
     DNS1123_SUBDOMAIN_RE,
-    cut,
     go_len,
     go_quote,
 )
@@ -85,12 +85,8 @@ def rfc1123_label_errors(value: str) -> list[str]:
 # --- Decoding ---------------------------------------------------------------------------------
 
 
-class SpecDecodeError(ValueError):
+class SpecDecodeError(Unreadable):
     """`object` cannot be decoded as a CocoonSet; `reason` is one line naming the JSON path."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 # Go's resource.Quantity.UnmarshalJSON trims Unicode white space before parsing.
@@ -98,12 +94,6 @@ _GO_SPACE: Final = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-_MAX_SHOWN: Final = 40
-
-
-def _shown(value: str) -> str:
-    """A quoted value for a decode reason, cut so one huge string cannot bloat the denial."""
-    return go_quote(cut(value, _MAX_SHOWN))
 
 
 def _quantity(value: Any) -> str:
@@ -194,62 +184,21 @@ class CocoonSetSpec(JsonView):
         return data
 
 
-# pydantic error type → what the field wants, in JSON terms.
+# pydantic error type → what the field wants, in JSON terms: every integer here is an int32.
 _WANTS: Final = {
-    "model_type": "object",
-    "model_attributes_type": "object",
-    "dict_type": "object",
-    "list_type": "array",
-    "string_type": "string",
-    "bool_type": "bool",
+    **WANTS,
     "quantity": "quantity (e.g. 100Gi, 500m, 1e3)",
-}
-_INT32_WANT: Final = "int32 integer"
-_PLAIN_KEY: Final = re.compile("[A-Za-z_][A-Za-z0-9_-]*")
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int) and value.bit_length() > 64:
-        # Too long to be worth showing, and past 4300 digits Python refuses to format it.
-        return "number"
-    if isinstance(value, int | float):
-        return f"number {value!r}"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _json_path(root: str, loc: tuple[int | str, ...]) -> str:
-    path = root
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part) and len(part) <= _MAX_SHOWN:
-            path += f".{part}" if path else part
-        else:  # resource names such as nvidia.com/gpu, where a dot would mislead
-            path += f"[{_shown(part)}]"
-    return path
+    **dict.fromkeys(
+        ("int_type", "int_parsing", "int_from_float", "int_parsing_size",
+         "greater_than_equal", "less_than_equal"),
+        "int32 integer",
+    ),
+}  # fmt: skip
 
 
 def decode_reason(error: ValidationError, root: str = "spec") -> str:
     """One line naming the first bad field (its JSON path under `root`), what it wants and got."""
-    first = error.errors(include_url=False)[0]
-    kind = first["type"]
-    value = first["input"]
-    if kind.startswith("int") or kind in ("greater_than_equal", "less_than_equal"):
-        want = _INT32_WANT
-    else:
-        want = _WANTS.get(kind, kind)
-    got = _shown(value) if kind == "quantity" and isinstance(value, str) else json_type(value)
-    return f"{_json_path(root, first['loc'])}: want {want}, got {got}"
+    return first_problem(error, root, _WANTS)
 
 
 def decode_spec(obj: Any) -> CocoonSetSpec:

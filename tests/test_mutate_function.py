@@ -258,7 +258,9 @@ def test_undecodable_pod_is_allowed_as_error(mutate: TestClient) -> None:
     assert response_of(mutate.post("/mutate", json=body)) == {
         "uid": "uid-1",
         "allowed": True,
-        "auditAnnotations": {"reason": "undecodable pod: object.spec.tolerations: want array, got string"},
+        "auditAnnotations": {
+            "reason": "undecodable pod: object.spec.tolerations: want array, got string"
+        },
     }
     assert admission_count("mutate", "error") == before + 1
 

@@ -73,7 +73,7 @@ from common.naming import (
     affinity_labels,
     affinity_shard_name,
 )
-from common.pod import NodePods, NodeView, PodSummary, nodes_from_json, pods_from_json
+from common.pod import NodePods, NodeView, PodSummary
 from common.reservation import Reservation, data_bytes, decode_entries
 from common.retry import Budget, DeadlineExceeded, Retrier
 
@@ -103,7 +103,7 @@ def _failure(exc: KubeError) -> Failed:
 
 
 @dataclass
-class _Snapshots:
+class _ClusterReads:
     """Cluster state read at most once per admission, reused across conflict retries."""
 
     live_pods: Sequence[PodSummary] | None = None
@@ -116,7 +116,7 @@ class _Ticket:
     """One admission waiting in its pool's batch."""
 
     intent: Intent
-    snapshots: _Snapshots
+    snapshots: _ClusterReads
     deadline: float
     cached: bool = False  # reads come from the caches (else: direct API reads)
     home: str = ""  # the ConfigMap (shard) holding this identity's entries
@@ -208,7 +208,7 @@ class AffinityStore:
     def reserve(self, intent: Intent, deadline: float, dry_run: bool) -> Draft | Failed:
         """Plan and (unless dry run) store the pod's entry, or say why not; never raises."""
         try:
-            ticket = _Ticket(intent, _Snapshots(), deadline, cached=self._caches_usable())
+            ticket = _Ticket(intent, _ClusterReads(), deadline, cached=self._caches_usable())
             self._snapshots(ticket)
             self._find_home(ticket)
             if dry_run:
@@ -249,10 +249,9 @@ class AffinityStore:
             assert self._caches is not None
             ticket.snapshots.nodes = self._caches.nodes.in_pool(intent.pool)
         else:
-            raw_nodes = self._retrier.call(
+            ticket.snapshots.nodes = self._retrier.call(
                 ticket, lambda timeout: self._kube.list_nodes(f"{POOL_KEY}={intent.pool}", timeout)
             )
-            ticket.snapshots.nodes = nodes_from_json(raw_nodes)
         if intent.needs_live_pods:
             ticket.snapshots.live_pods = self._namespace_pods(intent.namespace, ticket)
 
@@ -521,8 +520,8 @@ class AffinityStore:
             assert self._caches is not None
             return self._caches.pods.in_namespace(namespace)
         budget: Budget = ticket
-        return pods_from_json(
-            self._retrier.call(budget, lambda timeout: self._kube.list_pods(namespace, "", timeout))
+        return self._retrier.call(
+            budget, lambda timeout: self._kube.list_pods(namespace, "", timeout)
         )
 
     def _pods_on_nodes(self, nodes: Sequence[str], ticket: _Ticket) -> dict[str, NodePods]:
@@ -533,10 +532,8 @@ class AffinityStore:
 
         def live_pods_on(node: str) -> Sequence[PodSummary]:
             selector = f"spec.nodeName={node},status.phase!=Succeeded,status.phase!=Failed"
-            return pods_from_json(
-                self._retrier.call(
-                    budget, lambda timeout: self._kube.list_pods(None, selector, timeout)
-                )
+            return self._retrier.call(
+                budget, lambda timeout: self._kube.list_pods(None, selector, timeout)
             )
 
         futures = {node: self._node_lister.submit(live_pods_on, node) for node in nodes}

@@ -22,7 +22,7 @@ from typing import TextIO
 
 from common.config import ConfigError, Settings
 from common.decisions import operator
-from common.decisions.reap import Presence, needed_namespaces, read_entries
+from common.decisions.reap import Presence, needed_namespaces
 from common.kube import (
     ClientKubeApi,
     ConfigMap,
@@ -42,8 +42,8 @@ from common.operator_view import (
     reservations_table,
     table,
 )
-from common.pod import nodes_from_json, pods_from_json
 from common.reaper import sweep
+from common.reservation import read_entries
 
 CALL_TIMEOUT_S = 30.0
 # Lost writes before giving up; a webhook burst settles long before this.
@@ -84,7 +84,7 @@ def presence(kube: KubeApi, namespaces: set[str]) -> dict[str, Presence | None]:
 
     def listed(namespace: str) -> Presence | None:
         try:
-            return Presence.of(pods_from_json(kube.list_pods(namespace, "", CALL_TIMEOUT_S)))
+            return Presence.of(kube.list_pods(namespace, "", CALL_TIMEOUT_S))
         except KubeError:
             return None
 
@@ -163,7 +163,7 @@ def cmd_reservations(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_pools(ctx: Context, args: argparse.Namespace) -> int:
     configmaps = affinity_configmaps(ctx.kube, args.pool)
     selector = POOL_KEY if args.pool is None else f"{POOL_KEY}={args.pool}"
-    nodes = nodes_from_json(ctx.kube.list_nodes(selector, CALL_TIMEOUT_S))
+    nodes = ctx.kube.list_nodes(selector, CALL_TIMEOUT_S)
     summaries = operator.pools(configmaps, nodes)
     if ctx.output in ("json", "yaml"):
         ctx.out.write(document([pool_item(s) for s in summaries], ctx.output))
@@ -225,7 +225,7 @@ def cmd_release(ctx: Context, args: argparse.Namespace) -> int:
 
 def _node_still_eligible(ctx: Context, node: str) -> str | None:
     """The pool a node is still labelled for while schedulable: mutate may pick it again."""
-    for view in nodes_from_json(ctx.kube.list_nodes(POOL_KEY, CALL_TIMEOUT_S)):
+    for view in ctx.kube.list_nodes(POOL_KEY, CALL_TIMEOUT_S):
         if view.name == node and not view.unschedulable:
             return view.labels.get(POOL_KEY, "")
     return None

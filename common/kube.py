@@ -21,6 +21,8 @@ import kubernetes.watch
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from common.pod import NodeView, PodSummary, nodes_from_json, pods_from_json
+
 # Every LIST pages through its results: one unbounded LIST of a large cluster's pods is tens of
 # MB in one answer, for the API server and for us.
 LIST_PAGE_SIZE = 500
@@ -121,11 +123,11 @@ class KubeApi(Protocol):
         self, namespace: str, label_selector: str, timeout: float
     ) -> list[ConfigMap]: ...
 
-    def list_nodes(self, label_selector: str, timeout: float) -> list[dict[str, Any]]: ...
+    def list_nodes(self, label_selector: str, timeout: float) -> list[NodeView]: ...
 
     def list_pods(
         self, namespace: str | None, field_selector: str, timeout: float
-    ) -> list[dict[str, Any]]:
+    ) -> list[PodSummary]:
         """Pods of one namespace, or of all namespaces when `namespace` is None."""
         ...
 
@@ -419,16 +421,17 @@ class ClientKubeApi:
         )
         return [ConfigMap.from_json(item) for item in items]
 
-    def list_nodes(self, label_selector: str, timeout: float) -> list[dict[str, Any]]:
+    def list_nodes(self, label_selector: str, timeout: float) -> list[NodeView]:
         query = [("labelSelector", label_selector)]
-        return self._list("list nodes", "/api/v1/nodes", timeout, query)
+        return nodes_from_json(self._list("list nodes", "/api/v1/nodes", timeout, query))
 
     def list_pods(
         self, namespace: str | None, field_selector: str, timeout: float
-    ) -> list[dict[str, Any]]:
+    ) -> list[PodSummary]:
         path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
         query = [("fieldSelector", field_selector)] if field_selector else []
-        return self._list(f"list pods {namespace or ''}".rstrip(), path, timeout, query)
+        what = f"list pods {namespace or ''}".rstrip()
+        return pods_from_json(self._list(what, path, timeout, query))
 
     def get_workload(
         self, resource: str, namespace: str, name: str, timeout: float

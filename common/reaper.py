@@ -35,7 +35,6 @@ from common.decisions.reap import (
     Presence,
     judge,
     needed_namespaces,
-    read_entries,
     unconfirmed_horizon,
 )
 from common.kube import ConfigMap, Conflict, KubeApi, KubeError, NotFound
@@ -47,8 +46,7 @@ from common.naming import (
     MANAGED_BY_VALUE,
     POOL_KEY,
 )
-from common.pod import pods_from_json
-from common.reservation import MalformedEntry, data_bytes, decode
+from common.reservation import MalformedEntry, data_bytes, decode, read_entries
 from common.retry import DeadlineExceeded, Retrier, Tries
 
 MAX_ATTEMPTS = 5
@@ -106,7 +104,7 @@ class Summary:
         return json.dumps(self.to_json(), separators=(",", ":")).encode()
 
 
-class _Snapshots:
+class _PodLists:
     """Pod presence per namespace, listed once and shared by every pool of the sweep.
 
     A snapshot older than `max_age_s` (half the in-flight window) is listed again before a
@@ -163,7 +161,7 @@ class _Snapshots:
         finally:
             with self._retries_lock:  # namespaces are listed side by side
                 self.retries += tries.spent
-        self._taken[namespace] = (started, Presence.of(pods_from_json(items)))
+        self._taken[namespace] = (started, Presence.of(items))
 
 
 @dataclass
@@ -254,7 +252,7 @@ def _sweep(
     )
     summary.pools = len(pools)
     window = timedelta(seconds=settings.inflight_window_s)
-    snapshots = _Snapshots(kube, settings.inflight_window_s / 2, calls)
+    snapshots = _PodLists(kube, settings.inflight_window_s / 2, calls)
     for index, (pool, configmap) in enumerate(pools):
         if monotonic() - started > SWEEP_BUDGET_S:
             left = len(pools) - index
@@ -288,7 +286,7 @@ def _sweep_pool(
     window: timedelta,
     pool: str,
     stored: ConfigMap,
-    snapshots: _Snapshots,
+    snapshots: _PodLists,
     dry_run: bool,
 ) -> _PoolResult:
     """Judge one ConfigMap and write its changes in one guarded PUT, re-judging on conflict;

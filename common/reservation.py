@@ -148,17 +148,28 @@ def decode(text: str) -> Reservation:
 _decode_known = functools.lru_cache(maxsize=1 << 15)(decode)
 
 
+def read_entries(data: Mapping[str, str]) -> dict[str, Reservation | MalformedEntry]:
+    """A ConfigMap's data, each value decoded or the reason it is malformed, in the data's order."""
+    entries: dict[str, Reservation | MalformedEntry] = {}
+    for key, value in data.items():
+        try:
+            entries[key] = _decode_known(value)
+        except MalformedEntry as err:
+            entries[key] = err
+    return entries
+
+
 def decode_entries(
     data: Mapping[str, str],
 ) -> tuple[dict[str, Reservation], dict[str, MalformedEntry]]:
-    """Split a ConfigMap's data into readable reservations and malformed values, both by key."""
+    """A ConfigMap's data split into readable reservations and malformed values, both by key."""
     good: dict[str, Reservation] = {}
     bad: dict[str, MalformedEntry] = {}
-    for key, value in data.items():
-        try:
-            good[key] = _decode_known(value)
-        except MalformedEntry as err:
-            bad[key] = err
+    for key, entry in read_entries(data).items():
+        if isinstance(entry, MalformedEntry):
+            bad[key] = entry
+        else:
+            good[key] = entry
     return good, bad
 
 

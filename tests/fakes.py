@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common.kube import AlreadyExists, ConfigMap, Conflict, KubeError, NotFound
+from common.pod import NodeView, PodSummary, nodes_from_json, pods_from_json
 
 
 class FakeKube:
@@ -87,18 +88,16 @@ class FakeKube:
                 if ns == namespace and all(cm.labels.get(k) == v for k, v in wanted.items())
             ]
 
-    def list_nodes(self, label_selector: str, timeout: float) -> list[dict[str, Any]]:
+    def list_nodes(self, label_selector: str, timeout: float) -> list[NodeView]:
         self._enter("list_nodes")
         key, _, value = label_selector.partition("=")
-        return [
-            copy.deepcopy(n)
-            for n in self.nodes
-            if (n.get("metadata", {}).get("labels") or {}).get(key) == value
-        ]
+        return nodes_from_json(
+            n for n in self.nodes if (n.get("metadata", {}).get("labels") or {}).get(key) == value
+        )
 
     def list_pods(
         self, namespace: str | None, field_selector: str, timeout: float
-    ) -> list[dict[str, Any]]:
+    ) -> list[PodSummary]:
         self._enter("list_pods")
         node = ""
         for part in field_selector.split(","):
@@ -112,8 +111,8 @@ class FakeKube:
                 continue
             if node and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
                 continue
-            pods.append(copy.deepcopy(pod))
-        return pods
+            pods.append(pod)
+        return pods_from_json(pods)
 
     def get_workload(
         self, resource: str, namespace: str, name: str, timeout: float

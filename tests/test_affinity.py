@@ -365,8 +365,9 @@ def test_reservations_conflicts_and_pool_size_are_exported(
     assert metric("cocoon_webhook_affinity_reservations_total", **pool) == reservations + 2
     assert metric("cocoon_webhook_affinity_conflicts_total", **pool) == conflicts + 1
     data = kube.configmaps[CM].data
-    assert metric("cocoon_webhook_affinity_entries", **pool) == len(data) == 2
-    assert metric("cocoon_webhook_affinity_configmap_bytes", **pool) == data_bytes(data)
+    stored = {**pool, "configmap": CM[1]}
+    assert metric("cocoon_webhook_affinity_entries", **stored) == len(data) == 2
+    assert metric("cocoon_webhook_affinity_configmap_bytes", **stored) == data_bytes(data)
     # A dry run plans but stores nothing: no reservation counted.
     store.reserve(pod_intent("three", rs=None), clock.mono + 3, dry_run=True)
     assert metric("cocoon_webhook_affinity_reservations_total", **pool) == reservations + 2

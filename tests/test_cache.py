@@ -73,7 +73,7 @@ def test_every_list_pages_through_more_than_one_page(
                          [pod(f"p{i:04}") for i in range(PODS)])  # fmt: skip
     emulator.clear_requests()
     listed = kube.list_pods("ns", "", 30)
-    assert sorted(p["metadata"]["name"] for p in listed) == [f"p{i:04}" for i in range(PODS)]
+    assert sorted(p.name for p in listed) == [f"p{i:04}" for i in range(PODS)]
     assert len(kube.list_pods(None, "", 30)) == PODS
     queries = lists_of(emulator, "/api/v1/namespaces/ns/pods") + lists_of(emulator, "/api/v1/pods")
     assert len(queries) == 6

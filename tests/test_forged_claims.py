@@ -20,11 +20,17 @@ from common.decisions.reap import (
     Outcome,
     Presence,
     judge,
-    read_entries,
     unconfirmed_horizon,
 )
 from common.naming import affinity_labels
-from common.reservation import CONFIGMAP_DATA_LIMIT, Reservation, data_bytes, decode, encode
+from common.reservation import (
+    CONFIGMAP_DATA_LIMIT,
+    Reservation,
+    data_bytes,
+    decode,
+    encode,
+    read_entries,
+)
 from tests.cluster import add_node, cocoon_pod
 from tests.functions_app import function_client, wait_ready
 from tests.helpers import patch_of, response_of, review

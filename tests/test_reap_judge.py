@@ -16,11 +16,10 @@ from common.decisions.reap import (
     judge,
     needed_namespaces,
     parse_malformed_since,
-    read_entries,
 )
 from common.naming import MALFORMED_SINCE_ANNOTATION
 from common.pod import pods_from_json
-from common.reservation import Reservation, decode, encode, format_time
+from common.reservation import Reservation, decode, encode, format_time, read_entries
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=30)

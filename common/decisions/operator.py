@@ -15,10 +15,17 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from common.decisions.reap import Outcome, Presence, judge, read_entries
+from common.decisions.reap import Outcome, Presence, judge
 from common.naming import MALFORMED_SINCE_ANNOTATION, POOL_KEY
 from common.pod import NodeView
-from common.reservation import CONFIGMAP_DATA_LIMIT, MalformedEntry, Reservation, data_bytes, encode
+from common.reservation import (
+    CONFIGMAP_DATA_LIMIT,
+    MalformedEntry,
+    Reservation,
+    data_bytes,
+    encode,
+    read_entries,
+)
 
 
 class State(StrEnum):

@@ -26,7 +26,6 @@ from common.reservation import (
     CONFIGMAP_DATA_LIMIT,
     MalformedEntry,
     Reservation,
-    decode,
     encode,
     format_time,
     parse_time,
@@ -113,17 +112,6 @@ class Changes:
 
 
 Entries = Mapping[str, Reservation | MalformedEntry]
-
-
-def read_entries(data: Mapping[str, str]) -> dict[str, Reservation | MalformedEntry]:
-    """Each value decoded once, or the reason it is malformed; what the functions below take."""
-    entries: dict[str, Reservation | MalformedEntry] = {}
-    for key, value in data.items():
-        try:
-            entries[key] = decode(value)
-        except MalformedEntry as err:
-            entries[key] = err
-    return entries
 
 
 def needed_namespaces(entries: Entries, now: datetime, window: timedelta) -> set[str]:

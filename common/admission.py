@@ -27,6 +27,15 @@ _log = get_logger("admission")
 
 
 @dataclass(frozen=True)
+class Decider:
+    """What an admission function decides, and its written policy when its own code fails
+    unexpectedly (a bug, not bad input)."""
+
+    decide: Decide
+    on_unexpected: Callable[[Exception], Verdict]
+
+
+@dataclass(frozen=True)
 class Endpoint:
     handler: str  # the `handler` metric label
     paths: frozenset[str]

@@ -8,7 +8,6 @@ and the expected form, because the operator reading a crash-looping pod's log ha
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -378,7 +377,6 @@ def _count(text: str) -> int:
     return int(text)
 
 
-@functools.cache
 def load_settings() -> Settings:
     """Settings from this process's environment, parsed on first call and shared after."""
     return Settings.from_env(os.environ)

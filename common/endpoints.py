@@ -1,4 +1,6 @@
-"""The admission endpoints: each wires a pure decision to the shell and, where needed, to I/O.
+"""What each admission function decides: a pure decision wired, where needed, to I/O.
+
+The table in `common.runtime` gives each its paths and readiness.
 
 Blocking Kubernetes calls run in a worker thread (`asyncio.to_thread`) so the event loop keeps
 serving other reviews; pure decisions run inline because they take microseconds.
@@ -14,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from common import metrics
-from common.admission import Endpoint
+from common.admission import Decider
 from common.affinity import AffinityStore
 from common.cache import ClusterCaches
 from common.config import Settings
@@ -22,7 +24,6 @@ from common.decisions import mutate as pods
 from common.decisions import validate as workload
 from common.decisions import validate_cocoonhibernation as hibernation
 from common.decisions import validate_cocoonset as cocoonset
-from common.health import all_ready, always_ready, reporting
 from common.kube import KubeApi, KubeError, NotFound
 from common.logs import get_logger
 from common.models import Review
@@ -50,7 +51,7 @@ def _fail_closed(exc: Exception) -> Verdict:
     return deny(f"cocoon-webhook: internal error: {exc}", Decision.ERROR)
 
 
-def validate_endpoint(kube: KubeApi) -> Endpoint:
+def validate_decider(kube: KubeApi) -> Decider:
     parent_reads = Retrier("validate", longest_attempt=PARENT_GET_TIMEOUT_S)
 
     async def decide(review: Review) -> Verdict:
@@ -91,30 +92,18 @@ def validate_endpoint(kube: KubeApi) -> Endpoint:
             return allow()
         return workload.scale_down_verdict("Scale", namespace, name, old, new)
 
-    return Endpoint(
-        handler="validate",
-        paths=frozenset({"/", "/validate"}),
-        decide=decide,
-        readiness=reporting(kube),
-        on_unexpected=_fail_closed,
-    )
+    return Decider(decide, _fail_closed)
 
 
-def cocoonset_endpoint() -> Endpoint:
+def cocoonset_decider() -> Decider:
     async def decide(review: Review) -> Verdict:
         req = review.request
         return cocoonset.decide(req.operation, req.object, req.old_object)
 
-    return Endpoint(
-        handler="validate_cocoonset",
-        paths=frozenset({"/", "/validate-cocoonset"}),
-        decide=decide,
-        readiness=always_ready,
-        on_unexpected=_fail_closed,
-    )
+    return Decider(decide, _fail_closed)
 
 
-def hibernation_endpoint(kube: KubeApi) -> Endpoint:
+def hibernation_decider(kube: KubeApi) -> Decider:
     """CocoonHibernation CREATE: one per pod, named after it. Fails closed: a duplicate let
     through makes the operator flip the VM between two desires."""
     lists = Retrier("validate_cocoonhibernation", longest_attempt=HIBERNATION_LIST_TIMEOUT_S)
@@ -137,23 +126,17 @@ def hibernation_endpoint(kube: KubeApi) -> Endpoint:
             return hibernation.list_failed("no time left to list them")
         return hibernation.uniqueness_verdict(checked, existing)
 
-    return Endpoint(
-        handler="validate_cocoonhibernation",
-        paths=frozenset({"/", "/validate-cocoonhibernation"}),
-        decide=decide,
-        readiness=reporting(kube),
-        on_unexpected=_fail_closed,
-    )
+    return Decider(decide, _fail_closed)
 
 
-def mutate_endpoint(
+def mutate_decider(
     kube: KubeApi, settings: Settings, caches: ClusterCaches | None = None
-) -> Endpoint:
+) -> Decider:
     """Pod CREATE: stable VM name and sticky node. Fails open: a pod without sticky placement
     is better than a cluster where no cocoon pod can start while the API is degraded.
 
-    With `caches`, reads come from them and readiness waits for their first sync; they start
-    on the first probe or admission, in the serving process."""
+    With `caches`, reads come from them (the table's readiness waits for their first sync);
+    they start on the first probe or admission, in the serving process."""
     store = AffinityStore(
         kube,
         timedelta(seconds=settings.inflight_window_s),
@@ -211,10 +194,4 @@ def mutate_endpoint(
             allow(Decision.AFFINITY_FAILED, (text,)), audit=((AUDIT_REASON, "internal error"),)
         )
 
-    return Endpoint(
-        handler="mutate",
-        paths=frozenset({"/", "/mutate"}),
-        decide=decide,
-        readiness=all_ready(reporting(kube), caches.readiness) if caches else reporting(kube),
-        on_unexpected=on_unexpected,
-    )
+    return Decider(decide, on_unexpected)

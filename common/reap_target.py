@@ -21,7 +21,6 @@ from starlette.responses import Response
 from common import edge, strict_json
 from common.config import Settings
 from common.decode_errors import Unreadable
-from common.health import reporting
 from common.kube import KubeApi
 from common.logs import get_logger
 from common.reap_event import DRY_RUN_FIELD, REQUIRED_ATTRIBUTES, STRUCTURED_CONTENT_TYPE
@@ -105,6 +104,7 @@ async def serve_reap(
     request: Request,
     kube: KubeApi,
     settings: Settings,
+    readiness: edge.Readiness,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Response:
     """GET probes and metrics on any path; POST `/` with a CloudEvent runs one sweep."""
@@ -119,7 +119,7 @@ async def serve_reap(
             return edge.text(f"not a CloudEvent: {exc.reason}", 400)
         return await _sweep(tick, kube, settings, clock())
 
-    return await edge.route(request, reporting(kube), {"/": sweep_once}.get)
+    return await edge.route(request, readiness, {"/": sweep_once}.get)
 
 
 async def _sweep(tick: Tick, kube: KubeApi, settings: Settings, now: datetime) -> Response:

@@ -62,13 +62,6 @@ CLOSE_LINGER_S = 0.5
 
 CLIENT_CERTIFICATE_REQUIRED = "client certificate required (CLIENT_CA is set)"
 
-ADMISSION_PATHS = {
-    "/mutate": "mutate",
-    "/validate": "validate",
-    "/validate-cocoonset": "validate_cocoonset",
-    "/validate-cocoonhibernation": "validate_cocoonhibernation",
-}
-
 _CERT_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----")
 _KEY_PEM = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
 _SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)$")
@@ -419,13 +412,13 @@ class Prepared:
 def prepare(settings: Settings) -> Prepared:
     """SPEC 11 steps 1-2: the pair, the kubeconfig, both binds. Raises StartupError."""
     tls = ReloadingTLS(settings.tls_cert, settings.tls_key, client_ca=settings.client_ca)
-    kube = runtime.kube()
+    kube = runtime.process().kube
     if isinstance(kube, ClientKubeApi):
         try:
             kube.load()
         except KubeError as exc:
             raise StartupError(str(exc)) from None
-    endpoints = {path: runtime.endpoint(handler) for path, handler in ADMISSION_PATHS.items()}
+    endpoints = {row.path: runtime.endpoint(row.handler) for row in runtime.ADMISSION_FUNCTIONS}
     webhook_socket = bind(settings.listen_addr, "LISTEN_ADDR")
     try:
         metrics_socket = bind(settings.metrics_addr, "METRICS_ADDR")
@@ -467,7 +460,7 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
     readiness = all_ready(not_stopping, reporting(prepared.kube))
     if prepared.settings.caches_enabled:
         # The one /readyz of the server covers mutate, so it waits for mutate's caches too.
-        caches = runtime.caches()
+        caches = runtime.process().caches
         caches.ensure_started()
         readiness = all_ready(readiness, caches.readiness)
     webhook = _listener(
@@ -612,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         help="what to do (the only command, and the default)",
     )
     parser.parse_args(argv)
-    settings = runtime.settings()  # exits 1 with one line naming a bad variable
+    settings = runtime.process().settings  # exits 1 with one line naming a bad variable
     _route_library_logs(settings.log_level)
     try:
         prepared = prepare(settings)

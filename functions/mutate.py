@@ -4,12 +4,11 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from common.admission import serve
-from common.runtime import endpoint
+from common.runtime import Handler, http_handler
 
-ENDPOINT = endpoint("mutate")
+HANDLER = http_handler(Handler.MUTATE)
 
 
 @functions_framework.aio.http
 async def mutate(request: Request) -> Response:
-    return await serve(request, ENDPOINT)
+    return await HANDLER(request)

@@ -4,9 +4,9 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from common.runtime import reap_handler
+from common.runtime import Handler, http_handler
 
-HANDLER = reap_handler()
+HANDLER = http_handler(Handler.REAP)
 
 
 @functions_framework.aio.http

@@ -12,7 +12,7 @@ from typing import Any
 from functions_framework import create_app
 from starlette.testclient import TestClient
 
-from common import config, runtime
+from common import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,9 +58,4 @@ def api_requests(emulator: Any) -> list[tuple[str, str]]:
 
 
 def _forget_process_state() -> None:
-    config.load_settings.cache_clear()
-    runtime.settings.cache_clear()
-    runtime.kube.cache_clear()
-    if runtime.caches.cache_info().currsize:
-        runtime.caches().stop()  # its threads end with their current watch
-    runtime.caches.cache_clear()
+    runtime.reset()

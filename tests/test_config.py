@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common import config
+from common import config, runtime
 from common.config import (
     DISABLED,
     HOUR,
@@ -567,27 +567,23 @@ def test_config_error_carries_its_parts() -> None:
     assert isinstance(error, ValueError)
 
 
-def test_load_settings_reads_environ_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    config.load_settings.cache_clear()
+def test_the_process_reads_environ_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REAPER_INTERVAL", "90s")
+    runtime.reset()
     try:
-        first = config.load_settings()
+        first = runtime.process().settings
         monkeypatch.setenv("REAPER_INTERVAL", "not read again")
-        assert config.load_settings() is first
+        assert runtime.process().settings is first
         assert first.reaper_interval_s == 90.0
     finally:
-        config.load_settings.cache_clear()
+        runtime.reset()
 
 
 def test_load_settings_fails_on_bad_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    config.load_settings.cache_clear()
     monkeypatch.setenv("WORKERS", "4")
-    try:
-        with pytest.raises(ConfigError) as caught:
-            config.load_settings()
-        assert caught.value.name == "WORKERS"
-    finally:
-        config.load_settings.cache_clear()
+    with pytest.raises(ConfigError) as caught:
+        config.load_settings()
+    assert caught.value.name == "WORKERS"
 
 
 def test_cache_silence_zero_turns_the_caches_off_and_is_capped_by_the_window() -> None:

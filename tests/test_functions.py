@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from bench.loadgen import free_port
+from common import runtime
 from tests.cluster import cocoon_pod, pod_review
 from tests.functions_app import ROOT, function_client
 from tests.helpers import admission_count, response_of, review, scale, workload
@@ -34,11 +35,7 @@ TARGETS = {
     "validate": "/validate",
     "validate_cocoonset": "/validate-cocoonset",
 }
-FUZZ_TARGETS = {
-    **TARGETS,
-    "mutate": "/mutate",
-    "validate_cocoonhibernation": "/validate-cocoonhibernation",
-}
+FUZZ_TARGETS = {row.handler.value: row.path for row in runtime.ADMISSION_FUNCTIONS}
 HIBERNATION = {
     "apiVersion": "cocoonset.cocoonstack.io/v1",
     "kind": "CocoonHibernation",
@@ -201,7 +198,7 @@ def test_mutate_stays_ready_when_the_api_goes_after_its_first_sync(tmp_path: Pat
             wait_ready(client)
             emulator.stop()
             deadline = time.monotonic() + 30
-            while len(runtime.caches().stale()) < 3:
+            while len(runtime.process().caches.stale()) < 3:
                 assert time.monotonic() < deadline, "the caches never went silent"
                 time.sleep(0.05)
             assert (client.get("/readyz").status_code, client.get("/readyz").text) == (200, "ready")
@@ -406,3 +403,14 @@ def test_function_process_refuses_a_bad_setting() -> None:
     assert process.returncode != 0
     lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
     assert [line["msg"] for line in lines] == ['invalid MUTATE_DEADLINE "9s": must be < 5s']
+
+
+def test_every_row_of_the_table_is_a_loadable_function() -> None:
+    """functions-framework loads `functions/<handler>.py` and calls the function of that name:
+    a row without one (or a module the table does not name) would deploy nothing."""
+    modules = {path.stem for path in (ROOT / "functions").glob("*.py") if path.stem != "__init__"}
+    assert modules == {row.handler.value for row in runtime.FUNCTIONS}
+    for row in runtime.FUNCTIONS:
+        source = (ROOT / "functions" / f"{row.handler.value}.py").read_text()
+        assert f"async def {row.handler.value}(request" in source
+        assert f"http_handler(Handler.{row.handler.name})" in source

@@ -36,6 +36,7 @@ from cloudcoil.models.knative_serving.serving import v1beta1 as serving_v1beta1
 from pydantic import BaseModel
 
 from common.config import SECOND, parse_go_duration
+from common.runtime import ADMISSION_FUNCTIONS
 from common.server import SHUTDOWN_GRACE_S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,12 +76,7 @@ EXCLUDED_NAMESPACES = [
 NAMESPACE_KEY = "kubernetes.io/metadata.name"
 
 # SPEC 3: the Go-original path of each admission function.
-PATH_TARGET = {
-    "/mutate": "mutate",
-    "/validate": "validate",
-    "/validate-cocoonset": "validate_cocoonset",
-    "/validate-cocoonhibernation": "validate_cocoonhibernation",
-}
+PATH_TARGET = {row.path: row.handler.value for row in ADMISSION_FUNCTIONS}
 
 BUILTIN_API_VERSIONS = {
     "v1",

@@ -196,7 +196,7 @@ def wait_cached(emulator: Any, core: Any, predicate: Any) -> None:
     from common import runtime
 
     deadline = time.monotonic() + 10
-    while not predicate(runtime.caches()):
+    while not predicate(runtime.process().caches):
         assert time.monotonic() < deadline, "the caches never caught up"
         time.sleep(0.01)
 
@@ -295,7 +295,7 @@ def test_silent_caches_fall_back_to_direct_reads(emulator: Any, core: Any) -> No
         # Every nodes watch from now on holds its events (bookmarks too) back for a minute.
         emulator.fault("GET", "/api/v1/nodes", watch="delay", delay=60, times=100)
         deadline = time.monotonic() + 20
-        while runtime.caches().stale() != ["nodes"]:
+        while runtime.process().caches.stale() != ["nodes"]:
             assert time.monotonic() < deadline, "the nodes cache never went silent"
             time.sleep(0.05)
         before = fallbacks()

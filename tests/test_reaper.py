@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from common import metrics, naming, reaper, tick
 from common.config import Settings
+from common.health import reporting
 from common.kube import ConfigMap, KubeError, NotFound, Unreachable
 from common.reap_target import NotACloudEvent, parse_event, serve_reap
 from common.reaper import Summary, sweep
@@ -507,7 +508,9 @@ def test_not_a_cloudevent(headers: dict[str, str], body: bytes, reason: str) -> 
 
 def handler_client(kube: FakeKube) -> TestClient:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        response = await serve_reap(Request(scope, receive), kube, SETTINGS, clock=lambda: NOW)
+        response = await serve_reap(
+            Request(scope, receive), kube, SETTINGS, reporting(kube), clock=lambda: NOW
+        )
         await response(scope, receive, send)
 
     return TestClient(app)

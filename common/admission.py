@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from common import edge, metrics
+from common import edge, metrics, offload
 from common.logs import get_logger
-from common.models import EnvelopeError, Review, encode_response, parse_review
+from common.models import EnvelopeError, Review, encode_response
 from common.verdict import Decision, Verdict
 
 TOO_LARGE = "admission review larger than 10 MiB"
@@ -64,7 +64,7 @@ async def admit(request: Request, endpoint: Endpoint) -> Response:
         metrics.record_admission(endpoint.handler, Decision.ERROR, time.monotonic() - started)
         return body
     try:
-        review = Review(parse_review(body), received_at=time.monotonic())
+        review = Review(await offload.parse(body), received_at=time.monotonic())
     except EnvelopeError as exc:
         metrics.record_admission(endpoint.handler, Decision.ERROR, time.monotonic() - started)
         _log.debug("rejected body", extra={"handler": endpoint.handler, "error": str(exc)})

@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from common import metrics, reaper, runtime
+from common import metrics, offload, reaper, runtime
 from common.admission import Endpoint, admit
 from common.config import SECOND, Settings, format_go_duration
 from common.connections import BoundedApp, ByteBudget, Limits, client_certified, serve_sockets
@@ -578,6 +578,7 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
     # Idle workers leave at once; a busy one is a blocking API call that a review already gave
     # up on (mutate's deadline) and that finishes within its own timeout.
     executor.shutdown(wait=False, cancel_futures=True)
+    offload.shutdown()
     while _io_threads() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     code = 0 if all(results) else 1

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common import offload
 from common.connections import ByteBudget
 from common.strict_json import MAX_DEPTH
 from tests.helpers import review, workload
@@ -345,3 +346,55 @@ def test_fuzzed_reviews_get_an_answer_from_the_server(
         assert reply and b"\n" not in reply and b"Traceback" not in reply
     else:
         assert json.loads(reply)["kind"] == "AdmissionReview"
+
+
+# --- large bodies ----------------------------------------------------------------------------
+
+
+def descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The command name may hold spaces and parentheses; the fields after it do not.
+            fields = stat.read_text().rpartition(")")[2].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_large_review_is_decoded_by_workers_that_stop_with_the_server(
+    cluster: EmulatorProcess, pki: Pki
+) -> None:
+    obj = workload(1)
+    obj["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": f"env-{i}", "value": "x" * 40} for i in range(20_000)
+    ]
+    body = json.dumps(review(obj, workload(3))).encode()
+    assert len(body) > offload.OFFLOAD_BODY_BYTES
+    process = ServerProcess.start(server_env(cluster.kubeconfig, pki))
+    try:
+        port, _ = process.wait_listening()
+        with tls(pki, port) as sock:
+            sock.sendall(request("/validate", body))
+            status, reply = read_reply(sock)
+        assert status == 200
+        assert "scale-down" in json.loads(reply)["response"]["status"]["message"]
+        workers = descendants(process.process.pid)
+        assert workers, "no decoding process was started"
+    finally:
+        assert process.stop() == 0, process.output[-10:]
+    deadline = time.monotonic() + CLOSE_WAIT_S
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(running, workers)), "decoding processes outlived the server"

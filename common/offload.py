@@ -1,21 +1,38 @@
 """Decoding of large AdmissionReview bodies in worker processes, off the event loop.
 
-json.loads and pydantic hold the GIL for the whole parse (about 0.6 s for an 8 MiB review on
-a loaded 2-core machine), so a worker thread would stall the loop just the same: every small
+json.loads and pydantic hold the GIL for the whole parse (about 0.3 s for an 8 MiB review, more
+on a loaded 2-core machine), so a worker thread would stall the loop just the same: every small
 review waits behind every large one. A worker process parses, checks depth and decodes the
-envelope; the loop only unpickles the result, about a tenth of the parse's time.
+envelope with the very `parse_review` of the inline path, so a verdict and a 400 line are the
+same either way; the pool's own thread unpickles the result, a fraction of the parse's time.
+
+Used by every entry point, since all go through `common.admission.admit`: the standalone
+server, whose byte budget (common.connections) bounds how many large bodies wait here, and the
+functions, where Knative's containerConcurrency does.
 
 The pool starts on the first large body of the process that serves (never at import, so
 gunicorn's pre-fork master and the tests that never send one start nothing), with the
-'forkserver' method: forking a process that already runs threads (the IO pool, the reaper)
-can copy a held lock into the child. If the pool cannot start or a worker dies, the body is
-parsed inline, as before this module: a slower answer beats a 5xx for a review that is fine.
+'forkserver' method: forking a process that already runs threads (the IO pool, the caches'
+reflectors) can copy a held lock into the child. The fork server preloads the decoder, so a
+worker starts without importing anything. Workers ignore SIGINT (a terminal's Ctrl-C reaches
+the whole process group; the server stops them itself) and die with the fork server, which
+exits when the serving process does, even when that one is killed outright.
+
+If the pool cannot start or a worker dies, the body is parsed inline, as before this module:
+a slower answer beats a 5xx or a hanging request for a review that is fine. A process forked
+after its parent started a pool cannot reach the parent's fork server (multiprocessing's
+is one per process tree and checked with waitpid), so it parses inline; nothing forks a
+serving process today.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -23,7 +40,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from common.logs import get_logger
 from common.models import AdmissionRequest, EnvelopeError, parse_review
 
-# Below this a body is parsed inline: about 70 ms of loop time at most, while the round trip
+# Below this a body is parsed inline: about 40 ms of loop time at most, while the round trip
 # to a worker (copy in, pickle out, a wake-up of the loop) costs more than the parse of the
 # reviews the API server sends every day (a few KiB).
 OFFLOAD_BODY_BYTES = 1024 * 1024
@@ -31,17 +48,29 @@ OFFLOAD_BODY_BYTES = 1024 * 1024
 # queueing behind another while the byte budget (common.connections) bounds the rest.
 DECODE_WORKERS = 2
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
 _log = get_logger("offload")
 _lock = threading.Lock()
 _pool: Executor | None = None
 
 
+def _in_worker() -> None:
+    """A worker's setup: leave SIGINT to the server, and die with the fork server."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _start_pool() -> Executor:
     context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(DECODE_WORKERS, mp_context=context)
+    # Every worker imports the main module (as __mp_main__, so its entry point does not run);
+    # imported once in the fork server, with the decoder, it is shared by the workers instead.
+    context.set_forkserver_preload(["__main__", "common.models"])
+    return ProcessPoolExecutor(DECODE_WORKERS, mp_context=context, initializer=_in_worker)
 
 
-# What a worker runs; a module global so a test can make it wait on an event.
+# What a worker runs; a module global so a test can make it wait, crash or raise.
 decode_in_worker: Callable[[bytes], AdmissionRequest] = parse_review
 
 
@@ -59,6 +88,16 @@ def _discard(pool: Executor) -> None:
         if _pool is pool:
             _pool = None
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _forget_after_fork() -> None:
+    # The parent's pool and lock are the parent's: its workers are not this process's children,
+    # and another thread may have held the lock at the fork.
+    global _lock, _pool
+    _lock, _pool = threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 async def parse(body: bytes) -> AdmissionRequest:

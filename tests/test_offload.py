@@ -1,13 +1,21 @@
-"""Large bodies are decoded off the event loop: a small review is answered meanwhile."""
+"""Large bodies are decoded off the event loop: a small review is answered meanwhile.
+
+Each test goes through the real pool of worker processes; what a worker runs is swapped for a
+module-level function (pickled by reference) when a test needs it to wait, crash or raise.
+Waits are on files the worker and the test create, never on durations.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,18 +27,21 @@ from starlette.testclient import TestClient
 
 from common import offload
 from common.admission import Endpoint, serve
-from common.models import AdmissionRequest, Review, parse_review
+from common.models import AdmissionRequest, EnvelopeError, Review, parse_review
+from common.strict_json import MAX_DEPTH
 from common.verdict import Decision, Verdict, deny
 from tests.helpers import response_of, review, workload
 
 WAIT_S = 60.0  # only a server that never answers reaches it
 
 
-def large_review(replicas: int) -> bytes:
+def large_review(replicas: int, **request: Any) -> bytes:
     obj = workload(replicas)
     filler = [{"name": f"env-{i}", "value": "x" * 40} for i in range(20_000)]
     obj["spec"]["template"]["spec"]["containers"][0]["env"] = filler
-    body = json.dumps(review(obj, workload(3))).encode()
+    document = review(obj, workload(3))
+    document["request"].update(request)
+    body = json.dumps(document).encode()
     assert len(body) > offload.OFFLOAD_BODY_BYTES
     return body
 
@@ -76,85 +87,203 @@ def client(recording: Recording) -> Iterator[TestClient]:
 
     app = Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
     try:
-        with TestClient(app) as test_client:
+        # raise_server_exceptions=False: a bug must show as the 500 a caller would get.
+        with TestClient(app, raise_server_exceptions=False) as test_client:
             yield test_client
     finally:
         offload.shutdown()
+
+
+def fallbacks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the large bodies parsed on the event loop instead of in a worker."""
+    inline: list[int] = []
+
+    def parse_here(body: bytes) -> AdmissionRequest:
+        if len(body) > offload.OFFLOAD_BODY_BYTES:
+            inline.append(len(body))
+        return parse_review(body)
+
+    monkeypatch.setattr(offload, "parse_review", parse_here)
+    return inline
+
+
+@pytest.fixture
+def inline(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    return fallbacks(monkeypatch)
 
 
 def message(reply: Any) -> str:
     return str(response_of(reply)["status"]["message"])
 
 
-def test_small_review_answered_while_a_large_body_decodes(
-    monkeypatch: pytest.MonkeyPatch, client: TestClient
-) -> None:
-    # A thread stands in for the worker process so the decode can wait on an event; the
-    # event loop is what must stay free, and the TestClient runs both requests on one loop.
-    decoding, release = threading.Event(), threading.Event()
+def wait_for(path: Path) -> bool:
+    # A worker process cannot share a threading.Event; a file is the event here.
+    deadline = time.monotonic() + WAIT_S
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
-    def held(body: bytes) -> AdmissionRequest:
-        decoding.set()
-        assert release.wait(WAIT_S)
-        return parse_review(body)
 
-    monkeypatch.setattr(offload, "decode_in_worker", held)
-    monkeypatch.setattr(offload, "_start_pool", lambda: ThreadPoolExecutor(1))
-    large: Future[Any] = Future()
+def held(directory: Path, body: bytes) -> AdmissionRequest:
+    """In the worker: say the decode started, wait for the test's release, then decode."""
+    (directory / "decoding").touch()
+    wait_for(directory / "release")
+    return parse_review(body)
 
-    def post_large() -> None:
+
+def killed(body: bytes) -> AdmissionRequest:
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+def failing(body: bytes) -> AdmissionRequest:
+    raise MemoryError  # what a worker may meet that the event loop would not
+
+
+def in_background(call: Callable[[], Any]) -> tuple[Future[Any], threading.Thread]:
+    done: Future[Any] = Future()
+
+    def run() -> None:
         try:
-            large.set_result(client.post("/validate", content=large_review(7)))
+            done.set_result(call())
         except BaseException as exc:
-            large.set_exception(exc)
+            done.set_exception(exc)
 
-    poster = threading.Thread(target=post_large)
-    poster.start()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return done, thread
+
+
+def test_small_review_answered_while_a_worker_decodes_a_large_one(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient, tmp_path: Path, inline: list[int]
+) -> None:
+    # The TestClient serves both requests on one event loop: the small one can only be answered
+    # first if the loop is free while the large body is in the worker.
+    monkeypatch.setattr(offload, "decode_in_worker", functools.partial(held, tmp_path))
+    large, poster = in_background(lambda: client.post("/validate", content=large_review(7)))
     try:
-        assert decoding.wait(WAIT_S), "the large body was not handed to the decoding pool"
+        assert wait_for(tmp_path / "decoding"), "the large body never reached a worker"
         assert message(client.post("/validate", content=SMALL)) == "replicas 5"
         assert not large.done()
     finally:
-        release.set()
+        (tmp_path / "release").touch()
         poster.join(WAIT_S)
     assert message(large.result(WAIT_S)) == "replicas 7"
+    assert isinstance(offload._pool, ProcessPoolExecutor)
+    assert inline == []
 
 
 def test_a_worker_process_decodes_large_reviews_like_the_inline_path(
-    client: TestClient, recording: Recording
+    client: TestClient, recording: Recording, inline: list[int]
 ) -> None:
     body = large_review(4)
     assert message(client.post("/validate", content=body)) == "replicas 4"
     assert isinstance(offload._pool, ProcessPoolExecutor)
     assert recording.seen == [parse_review(body)]
+    assert inline == []
 
 
-@pytest.mark.parametrize(
-    ("suffix", "reason"),
-    [
-        (b" x", "decode admission review: Extra data: line 1 column {} (char {})"),
-        (b"\xff", "decode admission review: invalid UTF-8: invalid start byte"),
-    ],
-)
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def malformed() -> dict[str, bytes]:
+    body = large_review(4)
+    document = json.loads(body)
+    return {
+        "trailing data": body + b" x",
+        "invalid UTF-8": body + b"\xff",
+        "truncated": body[:-1],
+        "too deep": body[:-1] + b', "deep": ' + nested(MAX_DEPTH + 1) + b"}",
+        # Past Python's recursion limit: refused before the parser or pickle could recurse.
+        "far too deep": body[:-1] + b', "deep": ' + nested(500_000) + b"}",
+        "NaN": body.replace(b'"replicas": 4', b'"replicas": NaN', 1),
+        "not an object": json.dumps([document]).encode(),
+        "wrong kind": body.replace(b'"kind": "AdmissionReview"', b'"kind": "Review"', 1),
+        "uid a number": large_review(4, uid=7),
+        "uid empty": large_review(4, uid=""),
+        "dryRun a string": large_review(4, dryRun="yes"),
+        "kind a list": large_review(4, kind=[]),
+    }
+
+
+MALFORMED = malformed()
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
 def test_a_malformed_large_body_gets_the_inline_400_line(
-    client: TestClient, suffix: bytes, reason: str
+    client: TestClient, inline: list[int], case: str
 ) -> None:
-    body = large_review(4) + suffix
+    body = MALFORMED[case]
+    assert len(body) > offload.OFFLOAD_BODY_BYTES
+    with pytest.raises(EnvelopeError) as expected:
+        parse_review(body)
     reply = client.post("/validate", content=body)
-    assert reply.status_code == 400
-    assert reply.text == reason.format(len(body), len(body) - 1)
+    assert (reply.status_code, reply.text) == (400, str(expected.value))
+    assert "\n" not in reply.text
     assert isinstance(offload._pool, ProcessPoolExecutor)
+    assert inline == [], "decoded on the event loop, not by the worker"
 
 
-def test_a_dead_worker_falls_back_to_parsing_inline(client: TestClient) -> None:
+@pytest.mark.parametrize("decoder", [killed, failing], ids=["killed", "raising"])
+def test_a_worker_failing_while_decoding_falls_back_to_parsing_inline(
+    monkeypatch: pytest.MonkeyPatch,
+    client: TestClient,
+    inline: list[int],
+    decoder: Callable[[bytes], AdmissionRequest],
+) -> None:
+    monkeypatch.setattr(offload, "decode_in_worker", decoder)
+    body = large_review(4)
+    assert message(client.post("/validate", content=body)) == "replicas 4"
+    assert inline == [len(body)]
+    # The pool is dropped; the next large body starts a fresh one.
+    monkeypatch.setattr(offload, "decode_in_worker", parse_review)
+    assert message(client.post("/validate", content=large_review(6))) == "replicas 6"
+    assert inline == [len(body)]
+
+
+def test_idle_workers_killed_between_reviews_are_replaced(
+    client: TestClient, inline: list[int]
+) -> None:
     assert message(client.post("/validate", content=large_review(4))) == "replicas 4"
     pool = offload._pool
     assert isinstance(pool, ProcessPoolExecutor)
     for pid in list(pool._processes):  # no public way to reach the workers
         os.kill(pid, signal.SIGKILL)
     assert message(client.post("/validate", content=large_review(6))) == "replicas 6"
-    # The broken pool is dropped; the next large body starts a fresh one.
-    assert offload._pool is not pool
     assert message(client.post("/validate", content=large_review(8))) == "replicas 8"
     assert isinstance(offload._pool, ProcessPoolExecutor)
     assert offload._pool is not pool
+    assert len(inline) == 1  # the first body after the kill met the broken pool
+
+
+def test_a_pool_that_cannot_start_falls_back_to_parsing_inline(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient, inline: list[int]
+) -> None:
+    def cannot_start() -> ProcessPoolExecutor:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(offload, "_start_pool", cannot_start)
+    body = large_review(4)
+    assert message(client.post("/validate", content=body)) == "replicas 4"
+    assert inline == [len(body)]
+    assert offload._pool is None
+
+
+def ignored_signals(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigIgn line for {pid}")
+
+
+def test_workers_ignore_a_terminals_interrupt(client: TestClient, inline: list[int]) -> None:
+    # Ctrl-C signals the whole process group; the server stops its workers itself.
+    assert message(client.post("/validate", content=large_review(4))) == "replicas 4"
+    pool = offload._pool
+    assert isinstance(pool, ProcessPoolExecutor)
+    assert pool._processes  # no public way to reach the workers
+    for pid in pool._processes:
+        assert ignored_signals(pid) & (1 << (signal.SIGINT - 1))

@@ -15,8 +15,8 @@ gunicorn's pre-fork master and the tests that never send one start nothing), wit
 'forkserver' method: forking a process that already runs threads (the IO pool, the caches'
 reflectors) can copy a held lock into the child. The fork server preloads the decoder, so a
 worker starts without importing anything. Workers ignore SIGINT (a terminal's Ctrl-C reaches
-the whole process group; the server stops them itself) and die with the fork server, which
-exits when the serving process does, even when that one is killed outright.
+the whole process group; the server stops them itself) and exit when the serving process does,
+even when that one is killed outright; the fork server follows once they are gone.
 
 If the pool cannot start or a worker dies, the body is parsed inline, as before this module:
 a slower answer beats a 5xx or a hanging request for a review that is fine. A process forked
@@ -28,11 +28,10 @@ serving process today.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import multiprocessing
 import os
+import select
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -48,18 +47,30 @@ OFFLOAD_BODY_BYTES = 1024 * 1024
 # queueing behind another while the byte budget (common.connections) bounds the rest.
 DECODE_WORKERS = 2
 
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
 _log = get_logger("offload")
 _lock = threading.Lock()
 _pool: Executor | None = None
 
 
-def _in_worker() -> None:
-    """A worker's setup: leave SIGINT to the server, and die with the fork server."""
+def _in_worker(server_pid: int) -> None:
+    """A worker's setup: leave SIGINT to the server, and exit when the server is gone.
+
+    Nothing else would end a worker whose server was killed: it waits on a queue it holds both
+    ends of, and the fork server, its parent, waits for every process it served to exit first.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    try:
+        server = os.pidfd_open(server_pid)  # Linux 5.3 and later
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):
+        return
+    threading.Thread(target=_exit_when_gone, args=(server,), daemon=True).start()
+
+
+def _exit_when_gone(server: int) -> None:
+    select.select([server], [], [])  # a pidfd turns readable when its process exits
+    os._exit(0)
 
 
 def _start_pool() -> Executor:
@@ -67,7 +78,9 @@ def _start_pool() -> Executor:
     # Every worker imports the main module (as __mp_main__, so its entry point does not run);
     # imported once in the fork server, with the decoder, it is shared by the workers instead.
     context.set_forkserver_preload(["__main__", "common.models"])
-    return ProcessPoolExecutor(DECODE_WORKERS, mp_context=context, initializer=_in_worker)
+    return ProcessPoolExecutor(
+        DECODE_WORKERS, mp_context=context, initializer=_in_worker, initargs=(os.getpid(),)
+    )
 
 
 # What a worker runs; a module global so a test can make it wait, crash or raise.

@@ -46,10 +46,16 @@ OFFLOAD_BODY_BYTES = 1024 * 1024
 # One per core of the pod's CPU limit is all that helps; two keeps one large review from
 # queueing behind another while the byte budget (common.connections) bounds the rest.
 DECODE_WORKERS = 2
+# Workers idle this long exit (the next large body forks new ones from the fork server in a
+# few ms): after a parse each keeps about 30 MiB of the document's memory, and large bodies
+# are rare; the API server's reviews are a few KiB.
+WORKERS_IDLE_S = 30.0
 
 _log = get_logger("offload")
 _lock = threading.Lock()
 _pool: Executor | None = None
+_busy = 0  # large bodies in the pool or parsed inline after it failed (on the event loop)
+_idle_stop: asyncio.TimerHandle | None = None
 
 
 def _in_worker(server_pid: int) -> None:
@@ -106,8 +112,8 @@ def _discard(pool: Executor) -> None:
 def _forget_after_fork() -> None:
     # The parent's pool and lock are the parent's: its workers are not this process's children,
     # and another thread may have held the lock at the fork.
-    global _lock, _pool
-    _lock, _pool = threading.Lock(), None
+    global _lock, _pool, _busy, _idle_stop
+    _lock, _pool, _busy, _idle_stop = threading.Lock(), None, 0, None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -117,6 +123,34 @@ async def parse(body: bytes) -> AdmissionRequest:
     """`parse_review(body)`, in a worker process when the body is large."""
     if len(body) <= OFFLOAD_BODY_BYTES:
         return parse_review(body)
+    global _busy
+    _busy += 1
+    if _idle_stop is not None:
+        _idle_stop.cancel()
+    try:
+        return await _parse_in_pool(body)
+    finally:
+        _busy -= 1
+        if _busy == 0:
+            _stop_when_idle()
+
+
+def _stop_when_idle() -> None:
+    global _idle_stop
+
+    def stop() -> None:
+        global _pool
+        if _busy:
+            return
+        with _lock:
+            pool, _pool = _pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)  # idle workers exit at once; nothing waits for them
+
+    _idle_stop = asyncio.get_running_loop().call_later(WORKERS_IDLE_S, stop)
+
+
+async def _parse_in_pool(body: bytes) -> AdmissionRequest:
     pool: Executor | None = None
     try:
         pool = _current_pool()

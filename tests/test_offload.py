@@ -31,6 +31,7 @@ from common.models import AdmissionRequest, EnvelopeError, Review, parse_review
 from common.strict_json import MAX_DEPTH
 from common.verdict import Decision, Verdict, deny
 from tests.helpers import response_of, review, workload
+from tests.test_server_bounds import running
 
 WAIT_S = 60.0  # only a server that never answers reaches it
 
@@ -287,3 +288,26 @@ def test_workers_ignore_a_terminals_interrupt(client: TestClient, inline: list[i
     assert pool._processes  # no public way to reach the workers
     for pid in pool._processes:
         assert ignored_signals(pid) & (1 << (signal.SIGINT - 1))
+
+
+def signed(directory: Path, body: bytes) -> AdmissionRequest:
+    """In the worker: leave its process id in `directory`, then decode."""
+    (directory / str(os.getpid())).touch()
+    return parse_review(body)
+
+
+def test_idle_workers_exit_and_come_back_for_the_next_large_body(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient, inline: list[int], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(offload, "WORKERS_IDLE_S", 0.0)
+    monkeypatch.setattr(offload, "decode_in_worker", functools.partial(signed, tmp_path))
+    assert message(client.post("/validate", content=large_review(4))) == "replicas 4"
+    workers = {int(path.name) for path in tmp_path.iterdir()}
+    assert workers
+    deadline = time.monotonic() + WAIT_S
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(map(running, workers)), "idle workers were kept"
+    assert offload._pool is None
+    assert message(client.post("/validate", content=large_review(6))) == "replicas 6"
+    assert inline == []

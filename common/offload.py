@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import select
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -81,9 +82,11 @@ def _exit_when_gone(server: int) -> None:
 
 def _start_pool() -> Executor:
     context = multiprocessing.get_context("forkserver")
-    # Every worker imports the main module (as __mp_main__, so its entry point does not run);
-    # imported once in the fork server, with the decoder, it is shared by the workers instead.
-    context.set_forkserver_preload(["__main__", "common.models"])
+    # Every worker imports the main module (as __mp_main__, so its entry point does not run): a
+    # script by its path, `python -m` by its name, which the fork server's '__main__' misses.
+    # Imported once in the fork server, with the decoder, they are shared by the workers.
+    main_module = getattr(sys.modules["__main__"].__spec__, "name", None)
+    context.set_forkserver_preload(["__main__", *filter(None, [main_module]), "common.models"])
     return ProcessPoolExecutor(
         DECODE_WORKERS, mp_context=context, initializer=_in_worker, initargs=(os.getpid(),)
     )

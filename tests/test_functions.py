@@ -21,9 +21,12 @@ from starlette.testclient import TestClient
 
 from bench.loadgen import free_port
 from common import runtime
+from common.models import EnvelopeError, parse_review
 from tests.cluster import cocoon_pod, pod_review
 from tests.functions_app import ROOT, function_client
 from tests.helpers import admission_count, response_of, review, scale, workload
+from tests.test_offload import large_review
+from tests.test_server_bounds import descendants, running
 
 COCOONSET_OK = {
     "apiVersion": "cocoonset.cocoonstack.io/v1",
@@ -370,21 +373,25 @@ def _denied_body(target: str) -> dict[str, Any]:
     return cocoonset_review({"agent": {"image": ""}})
 
 
+def _wait_healthy(process: subprocess.Popen[bytes], base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            status, body = _post(base + "/healthz", b"")
+            break
+        except OSError:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "function did not start"
+            time.sleep(0.1)
+    assert (status, body) == (200, b"ok")
+
+
 @pytest.mark.parametrize("target", [*sorted(TARGETS), "validate_cocoonhibernation"])
 def test_function_runs_under_functions_framework(target: str) -> None:
     process, port = _serve(target, {})
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, body = _post(base + "/healthz", b"")
-                break
-            except OSError:
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "function did not start"
-                time.sleep(0.1)
-        assert (status, body) == (200, b"ok")
+        _wait_healthy(process, base)
         path = FUZZ_TARGETS[target]
         status, reply = _post(base + path, json.dumps(_denied_body(target)).encode())
         assert status == 200
@@ -395,6 +402,37 @@ def test_function_runs_under_functions_framework(target: str) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_function_process_decodes_a_large_review_in_workers_that_stop_with_it() -> None:
+    # The functions share the standalone server's admission shell, so its decoding workers:
+    # they must start and stop under functions-framework (gunicorn's worker) as well.
+    body = large_review(1)
+    process, port = _serve("validate", {})
+    workers: set[int] = set()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(process, base)
+        status, reply = _post(base + "/validate", body)
+        assert status == 200
+        assert "scale-down" in json.loads(reply)["response"]["status"]["message"]
+        workers = descendants(process.pid)
+        assert workers, "no decoding process was started"
+        status, reply = _post(base + "/validate", body[:-1])
+        assert (status, reply.decode()) == (400, _inline_reason(body[:-1]))
+    finally:
+        process.terminate()
+        process.wait(10)
+    deadline = time.monotonic() + 30
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(running, workers)), "decoding processes outlived the function"
+
+
+def _inline_reason(body: bytes) -> str:
+    with pytest.raises(EnvelopeError) as error:
+        parse_review(body)
+    return str(error.value)
 
 
 def test_function_process_refuses_a_bad_setting() -> None:

@@ -16,11 +16,10 @@ At most MAX_CONNECTIONS are open per listener; one more is aborted as soon as th
 is done (handshakes in progress are bounded by their deadline only).
 Bodies reserve their declared length (10 MiB when not declared) from BODY_BUDGET_BYTES before
 they are read, so a burst of large reviews is read and parsed a few at a time while small
-ones, which fit, go ahead of them. Parsing itself stays on the event loop: json's C decoder
-holds the GIL for the whole document, so a worker thread would stall the loop just the same
-(measured: 0.63 s of loop lag for an 8 MiB parse either way), and a process would pay as
-much again to send the result back. Bounding how many large parses run at once is what
-keeps a small review from waiting behind all of them.
+ones, which fit, go ahead of them. Bodies over 1 MiB are parsed in worker processes
+(common.offload), so the event loop answers small reviews meanwhile; the budget is still held
+until the review is answered, which bounds the memory of the bodies, of their parses in the
+workers and of the decoded reviews together.
 """
 
 from __future__ import annotations

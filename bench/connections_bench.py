@@ -1,10 +1,13 @@
 """Memory and responsiveness of the standalone server under connections that hold on.
 
-Starts `cocoon-webhook` against the API emulator and prints:
+Starts `cocoon-webhook` against the API emulator and prints, twice (large bodies parsed on the
+event loop as before common.offload, then in its worker processes):
+- peak memory while 16 clients each POST an 8.5 MiB review at once (the server's own peak RSS,
+  and the peak PSS of the server with every process it started, which is what the container's
+  limit sees), and the latency of small reviews sent one after another meanwhile;
+then, with the workers:
 - RSS with 1,000 idle TLS connections open (goal: under 150 MiB) and the latency of a review
-  sent on a fresh connection meanwhile;
-- peak RSS while 16 clients each POST an 8.5 MiB review at once, and the latency of small
-  reviews sent one after another meanwhile.
+  sent on a fresh connection meanwhile.
 
     .venv/bin/python bench/connections_bench.py [--idle 1000] [--large 16]
 """
@@ -12,13 +15,17 @@ Starts `cocoon-webhook` against the API emulator and prints:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,6 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.helpers import review, workload
 from tests.kube_emulator.launcher import EmulatorProcess
 from tests.sandbox import Pki, ServerProcess, server_env
+from tests.test_server_bounds import descendants
+
+# Imported by the server at start (sitecustomize), this parses every body on the event loop.
+INLINE = "import common.offload\ncommon.offload.OFFLOAD_BODY_BYTES = 1 << 62\n"
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
@@ -33,6 +44,36 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def pss_mib(pids: set[int]) -> float:
+    """Proportional set size of `pids` together: shared pages counted once, as a cgroup does."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+@contextlib.contextmanager
+def peak_pss(pid: int) -> Iterator[list[float]]:
+    """The highest PSS of `pid` and its descendants while the block runs (sampled every 50 ms)."""
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], pss_mib({pid} | descendants(pid)))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
 
 
 def post(context: ssl.SSLContext, port: int, body: bytes) -> tuple[int, float]:
@@ -52,63 +93,90 @@ def large_body(size: int) -> bytes:
     return json.dumps(review(obj, workload(3))).encode()
 
 
+SMALL = json.dumps(review(workload(5), workload(3))).encode()
+
+
+def large_reviews(context: ssl.SSLContext, port: int, pid: int, count: int, label: str) -> None:
+    body = large_body(7_500_000)
+    results: list[tuple[int, float]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(post(context, port, body)))
+        for _ in range(count)
+    ]
+    with peak_pss(pid) as peak:
+        for thread in threads:
+            thread.start()
+        # Small reviews one after another for as long as large ones are in flight: one
+        # sample would land before, between or during the parses by chance.
+        time.sleep(0.2)
+        smalls = []
+        while any(thread.is_alive() for thread in threads):
+            smalls.append(post(context, port, SMALL))
+        for thread in threads:
+            thread.join()
+    waits = sorted(t for _, t in smalls)
+    processes = len(descendants(pid))
+    print(f"[{label}] {count} x {len(body) / 2**20:.1f} MiB reviews: statuses "
+          f"{sorted({s for s, _ in results})}, slowest {max(t for _, t in results):.0f} ms; "
+          f"peak RSS {rss_mib(pid, 'VmHWM'):.1f} MiB (server), "
+          f"peak PSS {peak[0]:.1f} MiB (server and its {processes} processes)")  # fmt: skip
+    print(f"[{label}] {len(smalls)} small reviews during them: statuses "
+          f"{sorted({s for s, _ in smalls})}, median {waits[len(waits) // 2]:.1f} ms, "
+          f"slowest {waits[-1]:.1f} ms")  # fmt: skip
+
+
+def idle_connections(context: ssl.SSLContext, port: int, pid: int, count: int) -> None:
+    base = rss_mib(pid)
+    held = []
+    for _ in range(count):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+        held.append(context.wrap_socket(raw, server_hostname="127.0.0.1"))
+    time.sleep(1)
+    loaded = rss_mib(pid)
+    status, latency = post(context, port, SMALL)
+    print(f"RSS with {count} idle TLS conns  {loaded:8.1f} MiB  "
+          f"({(loaded - base) * 1024 / max(count, 1):.0f} KiB each), "
+          f"PSS with its processes {pss_mib({pid} | descendants(pid)):.1f} MiB")  # fmt: skip
+    print(f"review meanwhile               {status} in {latency:.1f} ms")
+    for sock in held:
+        sock.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--large", type=int, default=16)
     args = parser.parse_args()
-    small = json.dumps(review(workload(5), workload(3))).encode()
     with tempfile.TemporaryDirectory() as workdir:
         cluster = EmulatorProcess.start(Path(workdir), seed="sandbox", name="bench")
         pki = Pki.create(Path(workdir) / "pki")
-        env = server_env(cluster.kubeconfig, pki, MAX_CONNECTIONS=str(args.idle + 64))
-        server = ServerProcess.start(env)
+        inline_site = Path(workdir) / "inline"
+        inline_site.mkdir()
+        (inline_site / "sitecustomize.py").write_text(INLINE)
         try:
-            port, _ = server.wait_listening()
-            pid = server.process.pid
-            context = ssl.create_default_context(cafile=str(pki.ca_file))
-            post(context, port, small)
-            base = rss_mib(pid)
-            body = large_body(7_500_000)
-            results: list[tuple[int, float]] = []
-            threads = [
-                threading.Thread(target=lambda: results.append(post(context, port, body)))
-                for _ in range(args.large)
-            ]
-            for thread in threads:
-                thread.start()
-            # Small reviews one after another for as long as large ones are in flight: one
-            # sample would land before, between or during the parses by chance.
-            time.sleep(0.2)
-            smalls = []
-            while any(thread.is_alive() for thread in threads):
-                smalls.append(post(context, port, small))
-            for thread in threads:
-                thread.join()
-            print(f"RSS at start                   {base:8.1f} MiB")
-            print(f"{args.large} x {len(body) / 2**20:.1f} MiB reviews: statuses "
-                  f"{sorted({s for s, _ in results})}, slowest {max(t for _, t in results):.0f} ms,"
-                  f" peak RSS {rss_mib(pid, 'VmHWM'):.1f} MiB")  # fmt: skip
-            waits = sorted(t for _, t in smalls)
-            print(f"{len(smalls)} small reviews during them: statuses "
-                  f"{sorted({s for s, _ in smalls})}, median {waits[len(waits) // 2]:.1f} ms, "
-                  f"slowest {waits[-1]:.1f} ms")  # fmt: skip
-            base = rss_mib(pid)
-            held = []
-            for _ in range(args.idle):
-                raw = socket.create_connection(("127.0.0.1", port), timeout=30)
-                held.append(context.wrap_socket(raw, server_hostname="127.0.0.1"))
-            time.sleep(1)
-            loaded = rss_mib(pid)
-            status, latency = post(context, port, small)
-            print(f"RSS with {args.idle} idle TLS conns  {loaded:8.1f} MiB  "
-                  f"({(loaded - base) * 1024 / max(args.idle, 1):.0f} KiB each)")  # fmt: skip
-            print(f"review meanwhile               {status} in {latency:.1f} ms")
-            for sock in held:
-                sock.close()
-
+            for label in ("inline", "workers"):
+                env = server_env(cluster.kubeconfig, pki, MAX_CONNECTIONS=str(args.idle + 64))
+                if label == "inline":
+                    paths = [str(inline_site), env.get("PYTHONPATH", "")]
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+                # As the image runs it: a script, which the decoding workers preload by path.
+                command = [str(Path(sys.executable).parent / "cocoon-webhook")]
+                server = ServerProcess.watch(
+                    subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                )  # fmt: skip
+                try:
+                    port, _ = server.wait_listening()
+                    pid = server.process.pid
+                    context = ssl.create_default_context(cafile=str(pki.ca_file))
+                    post(context, port, SMALL)
+                    print(f"[{label}] RSS at start {rss_mib(pid):.1f} MiB")
+                    large_reviews(context, port, pid, args.large, label)
+                    if label == "workers":
+                        idle_connections(context, port, pid, args.idle)
+                finally:
+                    server.stop()
         finally:
-            server.stop()
             cluster.stop()
 
 

@@ -44,9 +44,17 @@ from common.models import AdmissionRequest, EnvelopeError, parse_review
 # to a worker (copy in, pickle out, a wake-up of the loop) costs more than the parse of the
 # reviews the API server sends every day (a few KiB).
 OFFLOAD_BODY_BYTES = 1024 * 1024
-# One per core of the pod's CPU limit is all that helps; two keeps one large review from
-# queueing behind another while the byte budget (common.connections) bounds the rest.
-DECODE_WORKERS = 2
+# Above this a body is parsed inline too, one at a time under the byte budget. A worker's parse
+# takes about ten times the body's size on top of the decoded copy the loop unpickles, so large
+# ones would take the pod past its 256 Mi limit (measured, 16 concurrent reviews: 8.5 MiB ones
+# peaked at 271 MiB PSS with the worker, 133 MiB inline; 4 MiB ones at 207 MiB). The API
+# server's reviews rarely come near it: an object and its old version, each stored within
+# etcd's 1.5 MiB request limit.
+OFFLOAD_MAX_BYTES = 4 * 1024 * 1024
+# One per core of the pod's CPU limit is all that helps, and both installs limit it to 500m: a
+# second worker would only hold memory. Large bodies queue for it, off the event loop; the byte
+# budget (common.connections) bounds how many.
+DECODE_WORKERS = 1
 # Workers idle this long exit (the next large body forks new ones from the fork server in a
 # few ms): after a parse each keeps about 30 MiB of the document's memory, and large bodies
 # are rare; the API server's reviews are a few KiB.
@@ -124,7 +132,7 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 async def parse(body: bytes) -> AdmissionRequest:
     """`parse_review(body)`, in a worker process when the body is large."""
-    if len(body) <= OFFLOAD_BODY_BYTES:
+    if not OFFLOAD_BODY_BYTES < len(body) <= OFFLOAD_MAX_BYTES:
         return parse_review(body)
     global _busy
     _busy += 1

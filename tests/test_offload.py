@@ -176,6 +176,16 @@ def test_small_review_answered_while_a_worker_decodes_a_large_one(
     assert inline == []
 
 
+def test_a_body_past_the_workers_bound_is_parsed_inline(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient, inline: list[int]
+) -> None:
+    body = large_review(4)
+    monkeypatch.setattr(offload, "OFFLOAD_MAX_BYTES", len(body) - 1)
+    assert message(client.post("/validate", content=body)) == "replicas 4"
+    assert inline == [len(body)]
+    assert offload._pool is None
+
+
 def test_a_worker_process_decodes_large_reviews_like_the_inline_path(
     client: TestClient, recording: Recording, inline: list[int]
 ) -> None:

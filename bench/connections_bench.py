@@ -4,12 +4,13 @@ Starts `cocoon-webhook` against the API emulator and prints, twice (large bodies
 event loop as before common.offload, then in its worker processes):
 - peak memory while 16 clients each POST an 8.5 MiB review at once (the server's own peak RSS,
   and the peak PSS of the server with every process it started, which is what the container's
-  limit sees), and the latency of small reviews sent one after another meanwhile;
+  limit sees), and the latency of small reviews sent one after another meanwhile (on one
+  kept-alive connection);
 then, with the workers:
 - RSS with 1,000 idle TLS connections open (goal: under 150 MiB) and the latency of a review
   sent on a fresh connection meanwhile.
 
-    .venv/bin/python bench/connections_bench.py [--idle 1000] [--large 16]
+    .venv/bin/python bench/connections_bench.py [--idle 1000] [--large 16] [--mib 8.5]
 """
 
 from __future__ import annotations
@@ -86,6 +87,34 @@ def post(context: ssl.SSLContext, port: int, body: bytes) -> tuple[int, float]:
     return int(reply.split(b" ")[1]), (time.perf_counter() - started) * 1000
 
 
+class KeptAlive:
+    """One TLS connection kept open, as the API server keeps its own: no handshake per review,
+    and no closed connection for the server to keep (uvicorn holds one that was closed without
+    a TLS close_notify until its keep-alive timer fires)."""
+
+    def __init__(self, context: ssl.SSLContext, port: int) -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.reader = self.sock.makefile("rb")
+
+    def post(self, body: bytes) -> tuple[int, float]:
+        started = time.perf_counter()
+        head = f"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        self.sock.sendall(head.encode() + body)
+        status = int(self.reader.readline().split(b" ")[1])
+        length = 0
+        while (line := self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        self.reader.read(length)
+        return status, (time.perf_counter() - started) * 1000
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
 def large_body(size: int) -> bytes:
     filler = [{"name": f"env-{i}", "value": "x" * 40} for i in range(size // 64)]
     obj = workload(5)
@@ -96,8 +125,10 @@ def large_body(size: int) -> bytes:
 SMALL = json.dumps(review(workload(5), workload(3))).encode()
 
 
-def large_reviews(context: ssl.SSLContext, port: int, pid: int, count: int, label: str) -> None:
-    body = large_body(7_500_000)
+def large_reviews(
+    context: ssl.SSLContext, port: int, pid: int, count: int, size: int, label: str
+) -> None:
+    body = large_body(size)
     results: list[tuple[int, float]] = []
     threads = [
         threading.Thread(target=lambda: results.append(post(context, port, body)))
@@ -110,8 +141,10 @@ def large_reviews(context: ssl.SSLContext, port: int, pid: int, count: int, labe
         # sample would land before, between or during the parses by chance.
         time.sleep(0.2)
         smalls = []
+        kept = KeptAlive(context, port)
         while any(thread.is_alive() for thread in threads):
-            smalls.append(post(context, port, SMALL))
+            smalls.append(kept.post(SMALL))
+        kept.close()
         for thread in threads:
             thread.join()
     waits = sorted(t for _, t in smalls)
@@ -146,7 +179,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--large", type=int, default=16)
+    parser.add_argument("--mib", type=float, default=8.5, help="size of each large review")
     args = parser.parse_args()
+    size = int(args.mib * 2**20 * 7_500_000 / 8_913_318)  # filler bytes for a body that size
     with tempfile.TemporaryDirectory() as workdir:
         cluster = EmulatorProcess.start(Path(workdir), seed="sandbox", name="bench")
         pki = Pki.create(Path(workdir) / "pki")
@@ -171,7 +206,7 @@ def main() -> None:
                     context = ssl.create_default_context(cafile=str(pki.ca_file))
                     post(context, port, SMALL)
                     print(f"[{label}] RSS at start {rss_mib(pid):.1f} MiB")
-                    large_reviews(context, port, pid, args.large, label)
+                    large_reviews(context, port, pid, args.large, size, label)
                     if label == "workers":
                         idle_connections(context, port, pid, args.idle)
                 finally:

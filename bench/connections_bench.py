@@ -1,16 +1,15 @@
 """Memory and responsiveness of the standalone server under connections that hold on.
 
-Starts `cocoon-webhook` against the API emulator and prints, twice (large bodies parsed on the
-event loop as before common.offload, then in its worker processes):
-- peak memory while 16 clients each POST an 8.5 MiB review at once (the server's own peak RSS,
-  and the peak PSS of the server with every process it started, which is what the container's
-  limit sees), and the latency of small reviews sent one after another meanwhile (on one
-  kept-alive connection);
-then, with the workers:
+Starts `cocoon-webhook` against the API emulator and prints:
+- for 4 and 8.5 MiB reviews, each parsed on the event loop (`inline`, as before common.offload)
+  and as the server does (`worker`: in a worker process up to 4 MiB): the peak memory while 16
+  clients each POST one at once (the server's own peak RSS, and the peak PSS of the server with
+  every process it started, which is what the container's limit sees), and the latency of small
+  reviews sent one after another meanwhile on one kept-alive connection;
 - RSS with 1,000 idle TLS connections open (goal: under 150 MiB) and the latency of a review
   sent on a fresh connection meanwhile.
 
-    .venv/bin/python bench/connections_bench.py [--idle 1000] [--large 16] [--mib 8.5]
+    .venv/bin/python bench/connections_bench.py [--idle 1000] [--large 16] [--mib 4 8.5]
 """
 
 from __future__ import annotations
@@ -175,42 +174,54 @@ def idle_connections(context: ssl.SSLContext, port: int, pid: int, count: int) -
         sock.close()
 
 
+@contextlib.contextmanager
+def serving(
+    workdir: Path, cluster: EmulatorProcess, pki: Pki, idle: int, mode: str
+) -> Iterator[tuple[int, int]]:
+    """The server's port and process id, after one review; mode "inline" parses every body on
+    the event loop."""
+    env = server_env(cluster.kubeconfig, pki, MAX_CONNECTIONS=str(idle + 64))
+    if mode == "inline":
+        site = workdir / "inline"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(INLINE)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH", "")]))
+    # As the image runs it: a script, which the decoding worker preloads by path.
+    command = [str(Path(sys.executable).parent / "cocoon-webhook")]
+    server = ServerProcess.watch(
+        subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    )  # fmt: skip
+    try:
+        port, _ = server.wait_listening()
+        post(ssl.create_default_context(cafile=str(pki.ca_file)), port, SMALL)
+        yield port, server.process.pid
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--large", type=int, default=16)
-    parser.add_argument("--mib", type=float, default=8.5, help="size of each large review")
+    parser.add_argument(
+        "--mib", type=float, nargs="+", default=[4.0, 8.5], help="sizes of the large reviews"
+    )
     args = parser.parse_args()
-    size = int(args.mib * 2**20 * 7_500_000 / 8_913_318)  # filler bytes for a body that size
-    with tempfile.TemporaryDirectory() as workdir:
-        cluster = EmulatorProcess.start(Path(workdir), seed="sandbox", name="bench")
-        pki = Pki.create(Path(workdir) / "pki")
-        inline_site = Path(workdir) / "inline"
-        inline_site.mkdir()
-        (inline_site / "sitecustomize.py").write_text(INLINE)
+    with tempfile.TemporaryDirectory() as directory:
+        workdir = Path(directory)
+        cluster = EmulatorProcess.start(workdir, seed="sandbox", name="bench")
+        pki = Pki.create(workdir / "pki")
+        context = ssl.create_default_context(cafile=str(pki.ca_file))
         try:
-            for label in ("inline", "workers"):
-                env = server_env(cluster.kubeconfig, pki, MAX_CONNECTIONS=str(args.idle + 64))
-                if label == "inline":
-                    paths = [str(inline_site), env.get("PYTHONPATH", "")]
-                    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
-                # As the image runs it: a script, which the decoding workers preload by path.
-                command = [str(Path(sys.executable).parent / "cocoon-webhook")]
-                server = ServerProcess.watch(
-                    subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                )  # fmt: skip
-                try:
-                    port, _ = server.wait_listening()
-                    pid = server.process.pid
-                    context = ssl.create_default_context(cafile=str(pki.ca_file))
-                    post(context, port, SMALL)
-                    print(f"[{label}] RSS at start {rss_mib(pid):.1f} MiB")
-                    large_reviews(context, port, pid, args.large, size, label)
-                    if label == "workers":
-                        idle_connections(context, port, pid, args.idle)
-                finally:
-                    server.stop()
+            for mib in args.mib:
+                size = int(mib * 2**20 * 7_500_000 / 8_913_318)  # filler for a body that size
+                for mode in ("inline", "worker"):
+                    with serving(workdir, cluster, pki, args.idle, mode) as (port, pid):
+                        large_reviews(context, port, pid, args.large, size, mode)
+            with serving(workdir, cluster, pki, args.idle, "worker") as (port, pid):
+                print(f"RSS at start                   {rss_mib(pid):8.1f} MiB")
+                idle_connections(context, port, pid, args.idle)
         finally:
             cluster.stop()
 

@@ -16,10 +16,10 @@ At most MAX_CONNECTIONS are open per listener; one more is aborted as soon as th
 is done (handshakes in progress are bounded by their deadline only).
 Bodies reserve their declared length (10 MiB when not declared) from BODY_BUDGET_BYTES before
 they are read, so a burst of large reviews is read and parsed a few at a time while small
-ones, which fit, go ahead of them. Bodies over 1 MiB are parsed in worker processes
-(common.offload), so the event loop answers small reviews meanwhile; the budget is still held
-until the review is answered, which bounds the memory of the bodies, of their parses in the
-workers and of the decoded reviews together.
+ones, which fit, go ahead of them. Bodies of 1 to 4 MiB are parsed in a worker process
+(common.offload), so the event loop answers small reviews meanwhile; they take twice their size
+of the budget, which is held until the review is answered, so it bounds the memory of the
+bodies, of their parse in the worker and of the decoded reviews together.
 """
 
 from __future__ import annotations

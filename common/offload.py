@@ -130,6 +130,13 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+def budget_bytes(size: int) -> int:
+    """What a body of `size` bytes takes of the byte budget: twice its size when a worker parses
+    it, which holds about as much memory again as the decoded review on the event loop (without
+    this, 8.5 MiB reviews parsed inline beside 4 MiB ones in the worker peaked at 259 MiB PSS)."""
+    return 2 * size if OFFLOAD_BODY_BYTES < size <= OFFLOAD_MAX_BYTES else size
+
+
 async def parse(body: bytes) -> AdmissionRequest:
     """`parse_review(body)`, in a worker process when the body is large."""
     if not OFFLOAD_BODY_BYTES < len(body) <= OFFLOAD_MAX_BYTES:

@@ -250,7 +250,7 @@ class AdmissionApp:
             return PlainTextResponse(CLIENT_CERTIFICATE_REQUIRED, 403)
         declared = request.headers.get("content-length", "")
         size = int(declared) if declared.isdigit() and len(declared) < 12 else MAX_BODY_BYTES
-        async with self._budget.hold(size):
+        async with self._budget.hold(offload.budget_bytes(size)):
             return await admit(request, endpoint)
 
 

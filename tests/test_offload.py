@@ -7,6 +7,7 @@ Waits are on files the worker and the test create, never on durations.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -28,6 +29,7 @@ from starlette.testclient import TestClient
 from common import offload
 from common.admission import Endpoint, serve
 from common.models import AdmissionRequest, EnvelopeError, Review, parse_review
+from common.server import AdmissionApp
 from common.strict_json import MAX_DEPTH
 from common.verdict import Decision, Verdict, deny
 from tests.helpers import response_of, review, workload
@@ -321,3 +323,47 @@ def test_idle_workers_exit_and_come_back_for_the_next_large_body(
     assert offload._pool is None
     assert message(client.post("/validate", content=large_review(6))) == "replicas 6"
     assert inline == []
+
+
+class Gated(Recording):
+    """Decides only once the test lets it, so the test can look at the budget meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deciding, self.go = threading.Event(), threading.Event()
+
+    async def decide(self, admitted: Review) -> Verdict:
+        self.deciding.set()
+        await asyncio.to_thread(self.go.wait, WAIT_S)
+        return await super().decide(admitted)
+
+
+@pytest.mark.parametrize(
+    ("body", "bound", "factor"),
+    [(SMALL, None, 1), (large_review(4), None, 2), (large_review(4), 1024 * 1024 + 1, 1)],
+    ids=["small", "for the worker", "past the worker's bound"],
+)
+def test_a_body_for_the_worker_takes_twice_its_size_of_the_budget(
+    monkeypatch: pytest.MonkeyPatch, body: bytes, bound: int | None, factor: int
+) -> None:
+    if bound is not None:
+        monkeypatch.setattr(offload, "OFFLOAD_MAX_BYTES", bound)
+    gated = Gated()
+
+    async def ready() -> tuple[bool, str]:
+        return True, "ready"
+
+    app = AdmissionApp({"/validate": gated.endpoint()}, ready)
+    client = TestClient(app)  # not entered: the app has no lifespan
+    try:
+        reply, poster = in_background(lambda: client.post("/validate", content=body))
+        try:
+            assert gated.deciding.wait(WAIT_S)
+            assert app._budget.capacity - app._budget.free == factor * len(body)
+        finally:
+            gated.go.set()
+            poster.join(WAIT_S)
+        assert response_of(reply.result(WAIT_S))["allowed"] is False
+        assert app._budget.free == app._budget.capacity
+    finally:
+        offload.shutdown()

@@ -172,9 +172,10 @@ async def _parse_in_pool(body: bytes) -> AdmissionRequest:
     pool: Executor | None = None
     try:
         pool = _current_pool()
-        result: AdmissionRequest = await asyncio.get_running_loop().run_in_executor(
-            pool, decode_in_worker, body
-        )
+        # Off the event loop: submit() forks a worker when none is idle, and the first one
+        # starts the fork server, which imports the server's modules before it answers.
+        future = await asyncio.to_thread(pool.submit, decode_in_worker, body)
+        result: AdmissionRequest = await asyncio.wrap_future(future)
         return result
     except EnvelopeError:
         raise

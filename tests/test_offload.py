@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,36 @@ def test_a_body_past_the_workers_bound_is_parsed_inline(
     assert message(client.post("/validate", content=body)) == "replicas 4"
     assert inline == [len(body)]
     assert offload._pool is None
+
+
+class SlowToStart(ThreadPoolExecutor):
+    """A pool whose first submit waits, as one does while it forks the first worker."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.starting, self.started = threading.Event(), threading.Event()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.starting.set()
+        assert self.started.wait(WAIT_S)
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_small_review_answered_while_the_worker_starts(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient, inline: list[int]
+) -> None:
+    pool = SlowToStart()
+    monkeypatch.setattr(offload, "_start_pool", lambda: pool)
+    large, poster = in_background(lambda: client.post("/validate", content=large_review(7)))
+    try:
+        assert pool.starting.wait(WAIT_S), "the large body never reached the pool"
+        assert message(client.post("/validate", content=SMALL)) == "replicas 5"
+        assert not large.done()
+    finally:
+        pool.started.set()
+        poster.join(WAIT_S)
+    assert message(large.result(WAIT_S)) == "replicas 7"
+    assert inline == []
 
 
 def test_a_worker_process_decodes_large_reviews_like_the_inline_path(

@@ -5,8 +5,8 @@ on a loaded 2-core machine), so a worker thread would stall the loop just the sa
 review waits behind every large one. A worker process parses, checks depth and decodes the
 envelope with the very `parse_review` of the inline path, so a verdict and a 400 line are the
 same either way. The pool's own thread unpickles the result, which still holds the GIL, but
-for a fraction of the parse's time (measured: a small review waited at most 28 ms beside 16
-concurrent 4 MiB reviews, 156 ms with them parsed on the loop).
+for a fraction of the parse's time (measured: a small review waited at most 26-35 ms beside
+16 concurrent 4 MiB reviews, 82-222 ms with them parsed on the loop).
 
 Used by every entry point, since all go through `common.admission.admit`: the standalone
 server, whose byte budget (common.connections) bounds how many large bodies wait here, and the

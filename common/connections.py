@@ -31,7 +31,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,6 +71,10 @@ class Limits:
             idle_s=settings.idle_timeout_s,
             max_connections=settings.max_connections,
         )
+
+
+# uvicorn's (private, uvicorn < 1 is pinned) method that cancels a protocol's keep-alive timer.
+KEEPALIVE_RELEASE: Final = "_unset_keepalive_if_required"
 
 
 class Guard(asyncio.Protocol):
@@ -121,6 +125,13 @@ class Guard(asyncio.Protocol):
         if self._key is not None and self._limits.open.get(self._key) is self:
             del self._limits.open[self._key]
         self._inner.connection_lost(exc)
+        if exc is not None:
+            # uvicorn cancels its keep-alive timer only on a clean close. A connection lost with
+            # an error (a TLS client that closes without close_notify, as Python's do) would stay
+            # referenced by that timer, about 42 KiB each, until IDLE_TIMEOUT.
+            release = getattr(self._inner, KEEPALIVE_RELEASE, None)
+            if release is not None:
+                release()
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()

@@ -21,9 +21,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from common import offload
-from common.connections import ByteBudget
+from common.config import Settings
+from common.connections import KEEPALIVE_RELEASE, ByteBudget, Guard, Limits
 from common.strict_json import MAX_DEPTH
 from tests.helpers import review, workload
 from tests.kube_emulator.launcher import EmulatorProcess
@@ -408,3 +411,31 @@ def test_large_review_is_decoded_by_workers_that_stop_with_the_server(
     while any(map(running, workers)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(map(running, workers)), "decoding processes outlived the server"
+
+
+class _KeepAliveProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.lost: list[Exception | None] = []
+        self.released = 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.append(exc)
+
+    def _unset_keepalive_if_required(self) -> None:
+        self.released += 1
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError("reset"), ssl.SSLEOFError("eof")])
+def test_a_connection_lost_with_an_error_releases_uvicorns_keep_alive_timer(
+    error: Exception,
+) -> None:
+    """Otherwise the timer keeps the connection's protocol alive until IDLE_TIMEOUT."""
+    inner = _KeepAliveProtocol()
+    guard = Guard(inner, Limits.of(Settings.from_env({})))
+    guard.connection_lost(error)
+    assert (inner.lost, inner.released) == ([error], 1)
+
+
+def test_uvicorns_protocols_still_have_the_keep_alive_release() -> None:
+    for protocol in (HttpToolsProtocol, H11Protocol):
+        assert callable(getattr(protocol, KEEPALIVE_RELEASE, None)), protocol

@@ -68,53 +68,186 @@ def test_merge_patch_nested_null_and_replace_list() -> None:
     assert patch.merge_patch(doc, {"a": {"b": None}, "l": [3]}) == {"a": {"c": 2}, "l": [3]}
 
 
+# JSON patch as evanphx/json-patch v4 applies it (the API server's library): each row was checked
+# against that library; the quirks are what it does, not what RFC 6902 says.
+DOC: dict[str, Any] = {"a": {"b": [1, 2], "c/d": "x", "e~f": "y", "n": None}, "z": 1}
+
+
 @pytest.mark.parametrize(
     ("ops", "expected"),
     [
+        pytest.param([{"op": "add", "path": "/a/b/-", "value": 3}], {"b": [1, 2, 3]}, id="append"),
+        pytest.param([{"op": "add", "path": "/a/b/0", "value": 0}], {"b": [0, 1, 2]}, id="insert"),
+        pytest.param([{"op": "add", "path": "/a/b/2", "value": 3}], {"b": [1, 2, 3]}, id="at-end"),
         pytest.param(
-            [{"op": "add", "path": "/l/-", "value": 3}],
-            {"l": [1, 2, 3], "m": {"k": "v"}},
-            id="append",
+            [{"op": "add", "path": "/a/b/-1", "value": 3}], {"b": [1, 2, 3]}, id="add-neg"
+        ),
+        pytest.param([{"op": "add", "path": "/a/b/01", "value": 3}], {"b": [1, 3, 2]}, id="atoi"),
+        pytest.param([{"op": "add", "path": "/a/k"}], {"k": None}, id="no-value-is-null"),
+        pytest.param([{"op": "remove", "path": "/a/b/0"}], {"b": [2]}, id="remove-item"),
+        pytest.param([{"op": "remove", "path": "/a/b/-2"}], {"b": [2]}, id="remove-neg"),
+        pytest.param([{"op": "remove", "path": "/a/c~1d"}], {"c/d": None}, id="tilde-1"),
+        pytest.param(
+            [{"op": "replace", "path": "/a/e~0f", "value": "z"}], {"e~f": "z"}, id="tilde-0"
         ),
         pytest.param(
-            [{"op": "add", "path": "/l/0", "value": 0}],
-            {"l": [0, 1, 2], "m": {"k": "v"}},
-            id="insert",
+            [{"op": "replace", "path": "/a/new", "value": 1}], {"new": 1}, id="replace-adds"
         ),
-        pytest.param([{"op": "remove", "path": "/m/k"}], {"l": [1, 2], "m": {}}, id="remove"),
+        pytest.param([{"op": "add", "path": "x/a/k", "value": 1}], {"k": 1}, id="first-token"),
         pytest.param(
-            [{"op": "move", "from": "/m/k", "path": "/m/j"}],
-            {"l": [1, 2], "m": {"j": "v"}},
-            id="move",
+            [{"op": "move", "from": "/a/b/1", "path": "/a/b/0"}], {"b": [2, 1]}, id="move"
         ),
         pytest.param(
-            [{"op": "copy", "from": "/l/0", "path": "/m/c"}],
-            {"l": [1, 2], "m": {"k": "v", "c": 1}},
-            id="copy",
+            [{"op": "copy", "from": "/a/b", "path": "/a/k"}], {"k": [1, 2], "b": [1, 2]}, id="copy"
         ),
         pytest.param(
-            [{"op": "add", "path": "/m/a~1b", "value": 1}],
-            {"l": [1, 2], "m": {"k": "v", "a/b": 1}},
-            id="escape",
+            [{"op": "copy", "from": "/a/zz", "path": "/a/k"}], {"k": None}, id="copy-missing"
+        ),
+        pytest.param(
+            [{"op": "test", "path": "/a/b", "value": [1, 2]}, {"op": "remove", "path": "/a/b"}],
+            {"b": None},
+            id="test-then-remove",
+        ),
+        pytest.param(
+            [{"op": "test", "path": "/a/zz", "value": None}], {"b": [1, 2]}, id="test-absent-null"
+        ),
+        pytest.param(
+            [{"op": "test", "path": "/a", "value": {**DOC["a"], "b": [1, 2]}}],
+            {"b": [1, 2]},
+            id="test-object",
         ),
     ],
 )
 def test_json_patch(ops: list[dict[str, Any]], expected: dict[str, Any]) -> None:
-    assert patch.json_patch({"l": [1, 2], "m": {"k": "v"}}, ops) == expected
+    result = patch.json_patch(DOC, ops)
+    for key, value in expected.items():
+        if value is None:
+            assert result["a"].get(key) is None
+        else:
+            assert result["a"][key] == value
+    assert DOC["a"]["b"] == [1, 2]  # the input is left alone
 
 
 @pytest.mark.parametrize(
-    "ops",
+    ("op", "message"),
     [
-        [{"op": "remove", "path": "/missing"}],
-        [{"op": "replace", "path": "/missing", "value": 1}],
-        [{"op": "add", "path": "/l/5", "value": 1}],
-        [{"op": "test", "path": "/l/0", "value": 9}],
+        pytest.param(
+            {"op": "add", "path": "/x/y", "value": 1},
+            'add operation does not apply: doc is missing path: "/x/y": missing value',
+            id="add-no-parent",
+        ),
+        pytest.param(
+            {"op": "add", "path": "/a/b/5", "value": 1},
+            "error in add for path: '/a/b/5': Unable to access invalid index: 5: invalid index "
+            "referenced",
+            id="add-past-end",
+        ),
+        pytest.param(
+            {"op": "add", "path": "/a/b/x", "value": 1},
+            "error in add for path: '/a/b/x': value was not a proper array index: 'x': "
+            'strconv.Atoi: parsing "x": invalid syntax',
+            id="add-not-an-index",
+        ),
+        pytest.param(
+            {"op": "remove", "path": "/a/zz"},
+            "error in remove for path: '/a/zz': Unable to remove nonexistent key: zz: missing "
+            "value",
+            id="remove-missing",
+        ),
+        pytest.param(
+            {"op": "replace", "path": "/a/b/2", "value": 1},
+            "replace operation does not apply: doc is missing key: /a/b/2: missing value",
+            id="replace-past-end",
+        ),
+        pytest.param(
+            {"op": "replace", "path": "", "value": 1},
+            "replace operation value must be object or array: %!w(<nil>)",
+            id="replace-root-scalar",
+        ),
+        pytest.param(
+            {"op": "move", "from": "/a/zz", "path": "/a/k"},
+            "error in move for path: 'zz': Unable to remove nonexistent key: zz: missing value",
+            id="move-missing",
+        ),
+        pytest.param(
+            {"op": "test", "path": "/a/c~1d", "value": "nope"},
+            "testing value /a/c~1d failed: test failed",
+            id="test-fails",
+        ),
+        pytest.param(
+            {"op": "test", "path": "/z", "value": 1.0},
+            "testing value /z failed: test failed",
+            id="test-compares-json-text",
+        ),
+        pytest.param(
+            {"op": "test", "path": "/a", "value": {**DOC["a"], "more": 1}},
+            "testing value /a failed: test failed",
+            id="test-object-more-members",
+        ),
+        pytest.param({"op": "frob", "path": "/a"}, "Unexpected kind: frob", id="unknown-op"),
+        pytest.param({"op": 1, "path": "/a"}, "Unexpected kind: unknown", id="op-not-a-string"),
+        pytest.param(
+            {"op": "add", "value": 1},
+            "add operation failed to decode path: missing value",
+            id="add-no-path",
+        ),
+        pytest.param(
+            {"op": "test", "value": 1},
+            "test operation failed to decode path: operation missing path field: missing value",
+            id="test-no-path",
+        ),
+        pytest.param(
+            {"op": "copy", "from": 5, "path": "/a/k"},
+            "copy operation failed to decode from: json: cannot unmarshal number into Go value "
+            "of type string",
+            id="from-not-a-string",
+        ),
     ],
 )
-def test_json_patch_that_does_not_apply(ops: list[dict[str, Any]]) -> None:
-    with pytest.raises(patch.PatchError):
-        patch.json_patch({"l": [1]}, ops)
+def test_json_patch_errors(op: dict[str, Any], message: str) -> None:
+    with pytest.raises(patch.PatchError) as caught:
+        patch.json_patch(DOC, [op])
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("document", "go_type", "message"),
+    [
+        pytest.param(
+            {"op": "add"},
+            "jsonpatch.Patch",
+            "json: cannot unmarshal object into Go value of type jsonpatch.Patch",
+            id="not-a-list",
+        ),
+        pytest.param(
+            [1],
+            "jsonpatch.Patch",
+            "json: cannot unmarshal number into Go value of type jsonpatch.Operation",
+            id="element-not-an-object",
+        ),
+        pytest.param(
+            "x",
+            "[]handlers.jsonPatchOp",
+            "json: cannot unmarshal string into Go value of type []handlers.jsonPatchOp",
+            id="strict-not-a-list",
+        ),
+        pytest.param(
+            [{"op": "add", "path": 5}],
+            "[]handlers.jsonPatchOp",
+            "json: cannot unmarshal number into Go struct field jsonPatchOp.path of type string",
+            id="strict-path-not-a-string",
+        ),
+    ],
+)
+def test_json_patch_documents_that_do_not_decode(document: Any, go_type: str, message: str) -> None:
+    with pytest.raises(patch.PatchFormatError) as caught:
+        patch.decode_json_patch(document, go_type=go_type)
+    assert str(caught.value) == message
+
+
+def test_json_patch_null_document_is_no_operations() -> None:
+    assert patch.decode_json_patch(None) == []
+    assert patch.decode_json_patch([None, {"path": 5}]) == [None, {"path": 5}]
 
 
 def test_strategic_merge_directives() -> None:

@@ -10,6 +10,7 @@ from tests.conformance.helpers import body_of, configmap, deployment, raw
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
+JSON_PATCH_REJECTED = "the server rejected our request due to an error in our request"
 
 
 def test_merge_patch_sets_and_removes_keys(
@@ -57,7 +58,42 @@ def test_json_patch_failed_test_is_422(
         api, "PATCH", f"/api/v1/namespaces/{ns}/configmaps/t", body=ops, content_type=JSON_PATCH
     )
     assert resp.status == 422
+    # NewGenericServerResponse(422): the library's own message ("testing value ... failed")
+    # never reaches the client
+    assert (resp.json()["reason"], resp.json()["message"]) == ("Invalid", JSON_PATCH_REJECTED)
     assert core.read_namespaced_config_map("t", ns).data == {"a": "1"}
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param({"op": "frob", "path": "/data/a"}, id="unknown-op"),
+        pytest.param({"op": "add", "value": "x"}, id="no-path"),
+        pytest.param({"op": "replace", "path": "/metadata/finalizers/0", "value": "x"}, id="index"),
+    ],
+)
+def test_json_patch_operations_that_do_not_apply_are_422(
+    api: client.ApiClient, core: client.CoreV1Api, ns: str, op: dict[str, str]
+) -> None:
+    """jsonpatch.DecodePatch takes any objects; what is wrong with one shows when it is applied."""
+    core.create_namespaced_config_map(ns, configmap("u", {"a": "1"}))
+    resp = raw(
+        api, "PATCH", f"/api/v1/namespaces/{ns}/configmaps/u", body=[op], content_type=JSON_PATCH
+    )
+    assert (resp.status, resp.json()["message"]) == (422, JSON_PATCH_REJECTED)
+
+
+def test_json_patch_replace_of_a_missing_member_adds_it(
+    api: client.ApiClient, core: client.CoreV1Api, ns: str
+) -> None:
+    """evanphx/json-patch v4, not RFC 6902: `replace` needs only the parent to exist."""
+    core.create_namespaced_config_map(ns, configmap("r", {"a": "1"}))
+    ops = [{"op": "replace", "path": "/data/b", "value": "2"}]
+    resp = raw(
+        api, "PATCH", f"/api/v1/namespaces/{ns}/configmaps/r", body=ops, content_type=JSON_PATCH
+    )
+    assert resp.status == 200
+    assert resp.json()["data"] == {"a": "1", "b": "2"}
 
 
 def test_json_patch_that_is_not_a_list_is_400(
@@ -73,6 +109,10 @@ def test_json_patch_that_is_not_a_list_is_400(
         content_type=JSON_PATCH,
     )
     assert resp.status == 400
+    assert resp.json()["message"] == (
+        "error decoding patch: json: cannot unmarshal object into Go value of type "
+        "[]handlers.jsonPatchOp"
+    )
 
 
 def test_strategic_merge_merges_containers_and_env_by_name(apps: client.AppsV1Api, ns: str) -> None:

@@ -19,7 +19,8 @@ Covered (SPEC 14):
   namespace, 403 in a terminating one, 409 AlreadyExists), get, list (limit/continue,
   remainingItemCount, 410 for a continue token older than the event log), PUT with the
   resourceVersion precondition (409 Conflict; none = unconditional, except custom resources:
-  422), PATCH as JSON merge, JSON patch and strategic merge (415 for custom resources),
+  422), PATCH as JSON merge, JSON patch (as evanphx/json-patch v4 applies it, patch.py) and
+  strategic merge (415 for custom resources),
   DELETE with uid/resourceVersion preconditions, finalizers, graceful deletion of bound pods
   (no kubelet: they stay Terminating until deleted with gracePeriodSeconds=0), namespace
   cascade, deletecollection; watch from a resourceVersion with timeoutSeconds and label/field

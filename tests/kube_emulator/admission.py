@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from tests.kube_emulator.patch import PatchError, PatchFormatError, decode_json_patch, json_patch
 from tests.kube_emulator.validation import qualified_name_errors
 
 ADMISSION_GROUP = "admissionregistration.k8s.io"
@@ -749,10 +750,8 @@ def _patched(
             hook.name, f"failed to call webhook: illegal base64 data: {err}"
         ) from None
     try:
-        ops = json.loads(patch_bytes)
-        if not isinstance(ops, list):
-            raise ValueError("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-    except (ValueError, UnicodeDecodeError) as err:
+        ops = decode_json_patch(json.loads(patch_bytes))
+    except (ValueError, UnicodeDecodeError, PatchFormatError) as err:
         raise _CallFailed(
             hook.name, f"received undecodable patch in webhook response: {err}"
         ) from None
@@ -768,7 +767,7 @@ def _patched(
             hook.name, f"unsupported patch type {json.dumps(response.get('patchType'))}"
         )
     try:
-        result = apply_json_patch(obj, ops)
+        result = json_patch(obj, ops)
     except PatchError as err:
         # Not a call failure: a webhook that answered with a broken patch stops the write even
         # under failurePolicy Ignore.
@@ -948,252 +947,3 @@ def _go_net_error(err: BaseException, target: _Target) -> str:
     if isinstance(err, (ConnectionResetError, http.client.RemoteDisconnected)):
         return "EOF"
     return str(err) or type(err).__name__
-
-
-# --- RFC 6902 JSON Patch ------------------------------------------------------------------------
-
-
-class PatchError(Exception):
-    """A JSON patch that does not apply, worded like evanphx/json-patch (v4), which the API
-    server uses."""
-
-
-_MISSING = "missing value"
-_BAD_INDEX = "invalid index referenced"
-
-
-def apply_json_patch(doc: Any, ops: list[Any]) -> Any:
-    """Apply RFC 6902 operations to a copy of `doc` and return it."""
-    root: list[Any] = [copy.deepcopy(doc)]  # a box, so "" can replace the whole document
-    for op in ops:
-        if not isinstance(op, dict):
-            raise PatchError("Unexpected kind: unknown")
-        kind = op.get("op") if isinstance(op.get("op"), str) else "unknown"
-        handler = _OPS.get(str(kind))
-        if handler is None:
-            raise PatchError(f"Unexpected kind: {kind}")
-        handler(root, op)
-    return root[0]
-
-
-def _pointer(op: dict[str, Any], key: str, kind: str) -> str:
-    value = op.get(key)
-    if not isinstance(value, str):
-        what = "path" if key == "path" else "from"
-        raise PatchError(f"{kind} operation failed to decode {what}: {_MISSING}")
-    return value
-
-
-def _split(pointer: str) -> list[str]:
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
-
-
-def _parent(root: list[Any], pointer: str) -> tuple[Any, str] | None:
-    """The container holding the pointer's last token, and that token; None if absent."""
-    if not pointer.startswith("/"):
-        return None
-    tokens = _split(pointer)
-    node = root[0]
-    for token in tokens[:-1]:
-        idx = _index(token)
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and idx is not None and 0 <= idx < len(node):
-            node = node[idx]
-        else:
-            return None
-        if not isinstance(node, (dict, list)):
-            return None
-    return node, tokens[-1]
-
-
-def _index(token: str) -> int | None:
-    # strconv.Atoi: optional sign, decimal digits.
-    body = token[1:] if token[:1] in ("+", "-") else token
-    return int(token) if body.isdigit() and body.isascii() else None
-
-
-def _atoi_error(token: str) -> str:
-    return f"strconv.Atoi: parsing {json.dumps(token)}: invalid syntax"
-
-
-def _get(container: Any, key: str) -> Any:
-    if isinstance(container, dict):
-        if key not in container:
-            raise PatchError(f"unable to get nonexistent key: {key}: {_MISSING}")
-        return container[key]
-    idx = _index(key)
-    if idx is None:
-        raise PatchError(_atoi_error(key))
-    if idx < 0:
-        idx += len(container)
-    if not 0 <= idx < len(container):
-        raise PatchError(f"Unable to access invalid index: {key}: {_BAD_INDEX}")
-    return container[idx]
-
-
-def _add(container: Any, key: str, value: Any) -> None:
-    if isinstance(container, dict):
-        container[key] = value
-        return
-    if key == "-":
-        container.append(value)
-        return
-    idx = _index(key)
-    if idx is None:
-        raise PatchError(f"value was not a proper array index: '{key}': {_atoi_error(key)}")
-    if idx > len(container) or idx < -(len(container) + 1):
-        raise PatchError(f"Unable to access invalid index: {idx}: {_BAD_INDEX}")
-    if idx < 0:
-        idx += len(container) + 1
-    container.insert(idx, value)
-
-
-def _remove(container: Any, key: str) -> Any:
-    if isinstance(container, dict):
-        if key not in container:
-            raise PatchError(f"Unable to remove nonexistent key: {key}: {_MISSING}")
-        return container.pop(key)
-    idx = _index(key)
-    if idx is None:
-        raise PatchError(_atoi_error(key))
-    if idx >= len(container) or idx < -len(container):
-        raise PatchError(f"Unable to access invalid index: {idx}: {_BAD_INDEX}")
-    return container.pop(idx)
-
-
-def _op_add(root: list[Any], op: dict[str, Any]) -> None:
-    path = _pointer(op, "path", "add")
-    found = _parent(root, path)
-    if found is None:
-        raise PatchError(f'add operation does not apply: doc is missing path: "{path}": {_MISSING}')
-    try:
-        _add(found[0], found[1], copy.deepcopy(op.get("value")))
-    except PatchError as err:
-        raise PatchError(f"error in add for path: '{path}': {err}") from None
-
-
-def _op_remove(root: list[Any], op: dict[str, Any]) -> None:
-    path = _pointer(op, "path", "remove")
-    found = _parent(root, path)
-    if found is None:
-        raise PatchError(
-            f'remove operation does not apply: doc is missing path: "{path}": {_MISSING}'
-        )
-    try:
-        _remove(found[0], found[1])
-    except PatchError as err:
-        raise PatchError(f"error in remove for path: '{path}': {err}") from None
-
-
-def _op_replace(root: list[Any], op: dict[str, Any]) -> None:
-    path = _pointer(op, "path", "replace")
-    if path == "":
-        value = op.get("value")
-        if not isinstance(value, (dict, list)):
-            raise PatchError("replace operation value must be object or array")
-        root[0] = copy.deepcopy(value)
-        return
-    found = _parent(root, path)
-    if found is None:
-        raise PatchError(
-            f"replace operation does not apply: doc is missing path: {path}: {_MISSING}"
-        )
-    container, key = found
-    try:
-        _get(container, key)
-    except PatchError:
-        raise PatchError(
-            f"replace operation does not apply: doc is missing key: {path}: {_MISSING}"
-        ) from None
-    if isinstance(container, dict):
-        container[key] = copy.deepcopy(op.get("value"))
-    else:
-        idx = int(key)
-        container[idx if idx >= 0 else idx + len(container)] = copy.deepcopy(op.get("value"))
-
-
-def _op_move(root: list[Any], op: dict[str, Any]) -> None:
-    source = _pointer(op, "from", "move")
-    found = _parent(root, source)
-    if found is None:
-        raise PatchError(
-            f"move operation does not apply: doc is missing from path: {source}: {_MISSING}"
-        )
-    try:
-        value = _remove(found[0], found[1])
-    except PatchError as err:
-        raise PatchError(f"error in move for path: '{found[1]}': {err}") from None
-    path = _pointer(op, "path", "move")
-    target = _parent(root, path)
-    if target is None:
-        raise PatchError(
-            f"move operation does not apply: doc is missing destination path: {path}: {_MISSING}"
-        )
-    try:
-        _add(target[0], target[1], value)
-    except PatchError as err:
-        raise PatchError(f"error in move for path: '{path}': {err}") from None
-
-
-def _op_copy(root: list[Any], op: dict[str, Any]) -> None:
-    source = _pointer(op, "from", "copy")
-    found = _parent(root, source)
-    if found is None:
-        raise PatchError(
-            f"copy operation does not apply: doc is missing from path: {source}: {_MISSING}"
-        )
-    try:
-        value = copy.deepcopy(_get(found[0], found[1]))
-    except PatchError as err:
-        raise PatchError(f"error in copy for from: '{source}': {err}") from None
-    path = _pointer(op, "path", "copy")
-    target = _parent(root, path)
-    if target is None:
-        raise PatchError(
-            f"copy operation does not apply: doc is missing destination path: {path}: {_MISSING}"
-        )
-    try:
-        _add(target[0], target[1], value)
-    except PatchError as err:
-        raise PatchError(f"error while adding value during copy: {err}") from None
-
-
-def _op_test(root: list[Any], op: dict[str, Any]) -> None:
-    path = _pointer(op, "path", "test")
-    expected = op.get("value")
-    if path == "":
-        if not _same_json(root[0], expected):
-            raise PatchError(f"testing value {path} failed: test failed")
-        return
-    found = _parent(root, path)
-    if found is None:
-        raise PatchError(f"test operation does not apply: is missing path: {path}: {_MISSING}")
-    try:
-        actual = _get(found[0], found[1])
-    except PatchError as err:
-        raise PatchError(f"error in test for path: '{path}': {err}") from None
-    if not _same_json(actual, expected):
-        raise PatchError(f"testing value {path} failed: test failed")
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
-
-
-_OPS: dict[str, Callable[[list[Any], dict[str, Any]], None]] = {
-    "add": _op_add,
-    "remove": _op_remove,
-    "replace": _op_replace,
-    "move": _op_move,
-    "copy": _op_copy,
-    "test": _op_test,
-}

@@ -1,5 +1,9 @@
 """The three PATCH formats: JSON merge (RFC 7386), JSON patch (RFC 6902), strategic merge.
 
+JSON patch is the emulator's one engine for it: the REST layer applies PATCH requests with it
+and the admission chain the patches mutating webhooks return, as the API server uses one
+library for both (see the section below).
+
 Strategic merge follows k8s.io/apimachinery/pkg/util/strategicpatch for the built-in kinds we
 serve: lists named in MERGE_KEYS merge element-wise by their key, `finalizers` merges as a set,
 every other list is replaced; the directives `$patch` (replace/delete/merge), `$retainKeys`,
@@ -9,6 +13,7 @@ every other list is replaced; the directives `$patch` (replace/delete/merge), `$
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -41,143 +46,337 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 # -- JSON patch -------------------------------------------------------------------------------
+#
+# RFC 6902 as the API server applies it: gopkg.in/evanphx/json-patch.v4 (v4.13), for PATCH
+# requests and for the patches mutating webhooks return alike. That library is looser than the
+# RFC, and clients see the difference, so it is followed rather than the RFC (or the `jsonpatch`
+# package, which follows the RFC): negative array indices count from the end, "01" and "+1"
+# are indices (strconv.Atoi), `replace` of a missing member adds it, `test` of a missing member
+# passes against null and compares numbers as JSON text, a pointer's first token is ignored
+# ("a/b" is "/b"), a missing `value` is null, and its error messages are kept word for word.
+
+_MISSING = "missing value"
+_BAD_INDEX = "invalid index referenced"
+_ATOI = re.compile(r"[+-]?[0-9]+")
+_INT64 = 2**63
 
 
-def _pointer(path: Any) -> list[str]:
-    if not isinstance(path, str):
-        raise PatchFormatError(f"invalid JSON pointer {path!r}")
-    if path == "":
+def decode_json_patch(document: Any, *, go_type: str = "jsonpatch.Patch") -> list[Any]:
+    """The operations of a decoded JSON patch document, as Go's json.Unmarshal into `go_type`
+    takes them: `null` is no operations, anything but an array of objects (or nulls) raises
+    PatchFormatError with Go's message. `go_type` names the Go slice type in that message:
+    jsonpatch.DecodePatch decodes into `jsonpatch.Patch` (maps, any member types); the PATCH
+    handler first decodes strictly into `[]handlers.jsonPatchOp`, whose op, path and from must
+    be strings (or null)."""
+    if document is None:
         return []
-    if not path.startswith("/"):
-        raise PatchFormatError(f'JSON pointer must be empty or start with a "/": {path!r}')
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-
-
-def _index(container: list[Any], token: str, *, allow_end: bool) -> int:
-    if token == "-" and allow_end:
-        return len(container)
-    if not token.isdigit() or (len(token) > 1 and token[0] == "0"):
-        raise PatchError(f"invalid array index {token!r}")
-    idx = int(token)
-    limit = len(container) if allow_end else len(container) - 1
-    if idx > limit:
-        raise PatchError(f"array index out of bounds: {idx}")
-    return idx
-
-
-def _parent(doc: Any, tokens: list[str], path: str) -> Any:
-    cur = doc
-    for tok in tokens[:-1]:
-        if isinstance(cur, dict):
-            if tok not in cur:
-                raise PatchError(f'doc is missing path: "{path}": missing value')
-            cur = cur[tok]
-        elif isinstance(cur, list):
-            cur = cur[_index(cur, tok, allow_end=False)]
-        else:
-            raise PatchError(f'doc is missing path: "{path}": missing value')
-    return cur
-
-
-def _get(doc: Any, path: str) -> Any:
-    tokens = _pointer(path)
-    if not tokens:
-        return doc
-    parent = _parent(doc, tokens, path)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise PatchError(f"doc is missing key: {path}: missing value")
-        return parent[last]
-    if isinstance(parent, list):
-        return parent[_index(parent, last, allow_end=False)]
-    raise PatchError(f"doc is missing path: {path}")
-
-
-def _add(doc: Any, path: str, value: Any) -> Any:
-    tokens = _pointer(path)
-    if not tokens:
-        return value
-    parent = _parent(doc, tokens, path)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        parent[last] = value
-    elif isinstance(parent, list):
-        parent.insert(_index(parent, last, allow_end=True), value)
-    else:
-        raise PatchError(f'doc is missing path: "{path}": missing value')
-    return doc
-
-
-def _remove(doc: Any, path: str) -> tuple[Any, Any]:
-    tokens = _pointer(path)
-    if not tokens:
-        raise PatchError("unable to remove the whole document")
-    parent = _parent(doc, tokens, path)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise PatchError(f"Unable to remove nonexistent key: {last}: missing value")
-        return doc, parent.pop(last)
-    if isinstance(parent, list):
-        return doc, parent.pop(_index(parent, last, allow_end=False))
-    raise PatchError(f'doc is missing path: "{path}": missing value')
-
-
-def json_patch(doc: Any, ops: Any) -> Any:
-    if not isinstance(ops, list):
+    if not isinstance(document, list):
         raise PatchFormatError(
-            "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
+            f"json: cannot unmarshal {_go_kind(document)} into Go value of type {go_type}"
         )
-    doc = _copy(doc)
-    for op in ops:
-        if not isinstance(op, dict) or not isinstance(op.get("op"), str):
-            raise PatchFormatError('Unexpected kind: missing or invalid "op"')
-        kind, path = op["op"], op.get("path")
-        if not isinstance(path, str):
-            raise PatchFormatError(f'operation "{kind}" needs a string "path"')
-        src = op.get("from")
-        if kind in ("move", "copy") and not isinstance(src, str):
-            raise PatchFormatError(f'operation "{kind}" needs a string "from"')
-        src = str(src)
-        if kind in ("add", "replace", "test") and "value" not in op:
-            raise PatchFormatError(f"missing value for {kind} operation")
-        if kind == "add":
-            doc = _add(doc, path, _copy(op["value"]))
-        elif kind == "remove":
-            doc, _ = _remove(doc, path)
-        elif kind == "replace":
-            tokens = _pointer(path)
-            if not tokens:
-                doc = _copy(op["value"])
-                continue
-            parent = _parent(doc, tokens, path)
-            last = tokens[-1]
-            if isinstance(parent, dict):
-                if last not in parent:
-                    raise PatchError(
-                        "replace operation does not apply: doc is missing key: "
-                        f"{path}: missing value"
+    element = "jsonpatch.Operation" if go_type == "jsonpatch.Patch" else go_type.removeprefix("[]")
+    for op in document:
+        if op is not None and not isinstance(op, dict):
+            raise PatchFormatError(
+                f"json: cannot unmarshal {_go_kind(op)} into Go value of type {element}"
+            )
+        if op is not None and element != "jsonpatch.Operation":
+            struct = element.rpartition(".")[2]
+            for member in ("op", "path", "from"):
+                value = op.get(member)
+                if value is not None and not isinstance(value, str):
+                    raise PatchFormatError(
+                        f"json: cannot unmarshal {_go_kind(value)} into Go struct field "
+                        f"{struct}.{member} of type string"
                     )
-                parent[last] = _copy(op["value"])
-            elif isinstance(parent, list):
-                parent[_index(parent, last, allow_end=False)] = _copy(op["value"])
-            else:
-                raise PatchError(f"replace operation does not apply: doc is missing path: {path}")
-        elif kind == "move":
-            if path.startswith(src + "/"):
-                raise PatchError("move operation can not move a value into one of its children")
-            doc, value = _remove(doc, src)
-            doc = _add(doc, path, value)
-        elif kind == "copy":
-            doc = _add(doc, path, _copy(_get(doc, src)))
-        elif kind == "test":
-            if _get(doc, path) != op["value"]:
-                raise PatchError(f"testing value {path} failed: test failed")
-        else:
-            raise PatchFormatError(f"Unexpected kind: {kind}")
-    return doc
+    return document
 
+
+def json_patch(doc: Any, ops: list[Any]) -> Any:
+    """Apply decoded operations (see decode_json_patch) to a copy of `doc` and return it;
+    PatchError with evanphx/json-patch's message when one does not apply."""
+    root: list[Any] = [_copy(doc)]  # a box, so "" can replace the whole document
+    for op in ops:
+        kind = op.get("op") if isinstance(op, dict) else None
+        handler = _OPS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            raise PatchError(f"Unexpected kind: {kind if isinstance(kind, str) else 'unknown'}")
+        handler(root, op)
+    return root[0]
+
+
+def _go_kind(value: Any) -> str:
+    """How Go's encoding/json names a JSON value's type in an UnmarshalTypeError."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _member(op: dict[str, Any], name: str) -> str:
+    """Operation.Path / Operation.From: the member as a string, else the error they return."""
+    value = op.get(name)
+    if value is None:
+        missing = (
+            "operation missing path field" if name == "path" else "operation, missing from field"
+        )
+        raise PatchError(f"{missing}: {_MISSING}")
+    if not isinstance(value, str):
+        raise PatchError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type string")
+    return value
+
+
+def _path(op: dict[str, Any], kind: str, name: str = "path", *, wrap: bool = True) -> str:
+    """The op's path (or from). add, remove and copy's path report any decode error as plain
+    `missing value` (wrap=False); the others carry the decode error itself."""
+    try:
+        return _member(op, name)
+    except PatchError as err:
+        why = str(err) if wrap else _MISSING
+        raise PatchError(f"{kind} operation failed to decode {name}: {why}") from None
+
+
+def _unescape(token: str) -> str:
+    # strings.NewReplacer("~1", "/", "~0", "~"): one pass, left to right
+    return re.sub(r"~[01]", lambda m: "/" if m.group() == "~1" else "~", token)
+
+
+def _find(root: list[Any], pointer: str) -> tuple[Any, str] | None:
+    """findObject: the container holding the pointer's last token, and that token; None if
+    absent. The first token (before the first "/") is never looked at."""
+    tokens = pointer.split("/")
+    if len(tokens) < 2:
+        return None
+    node = root[0]
+    for token in tokens[1:-1]:
+        try:
+            node = _get(node, _unescape(token))
+        except PatchError:
+            return None
+        if not isinstance(node, (dict, list)):
+            return None  # null, absent or a scalar
+    return node, _unescape(tokens[-1])
+
+
+def _atoi(token: str) -> int:
+    if not _ATOI.fullmatch(token):
+        raise PatchError(f"strconv.Atoi: parsing {json.dumps(token)}: invalid syntax")
+    value = int(token)
+    if not -_INT64 <= value < _INT64:
+        raise PatchError(f"strconv.Atoi: parsing {json.dumps(token)}: value out of range")
+    return value
+
+
+def _invalid_index(idx: int) -> PatchError:
+    return PatchError(f"Unable to access invalid index: {idx}: {_BAD_INDEX}")
+
+
+def _get(container: Any, key: str) -> Any:
+    """A member (None when absent, as for null) or an element."""
+    if isinstance(container, dict):
+        return container.get(key)
+    idx = _atoi(key)
+    if idx < -len(container):
+        raise _invalid_index(idx)
+    if idx < 0:
+        idx += len(container)
+    if idx >= len(container):
+        raise _invalid_index(idx)
+    return container[idx]
+
+
+def _add(container: Any, key: str, value: Any) -> None:
+    if isinstance(container, dict):
+        container[key] = value
+        return
+    if key == "-":
+        container.append(value)
+        return
+    try:
+        idx = _atoi(key)
+    except PatchError as err:
+        raise PatchError(f"value was not a proper array index: '{key}': {err}") from None
+    size = len(container) + 1
+    if idx >= size or idx < -size:
+        raise _invalid_index(idx)
+    container.insert(idx + size if idx < 0 else idx, value)
+
+
+def _remove(container: Any, key: str) -> None:
+    if isinstance(container, dict):
+        if key not in container:
+            raise PatchError(f"Unable to remove nonexistent key: {key}: {_MISSING}")
+        del container[key]
+        return
+    idx = _atoi(key)
+    if idx >= len(container) or idx < -len(container):
+        raise _invalid_index(idx)
+    del container[idx]
+
+
+def _op_add(root: list[Any], op: dict[str, Any]) -> None:
+    path = _path(op, "add", wrap=False)
+    found = _find(root, path)
+    if found is None:
+        raise PatchError(f'add operation does not apply: doc is missing path: "{path}": {_MISSING}')
+    try:
+        _add(*found, _copy(op.get("value")))
+    except PatchError as err:
+        raise PatchError(f"error in add for path: '{path}': {err}") from None
+
+
+def _op_remove(root: list[Any], op: dict[str, Any]) -> None:
+    path = _path(op, "remove", wrap=False)
+    found = _find(root, path)
+    if found is None:
+        raise PatchError(
+            f'remove operation does not apply: doc is missing path: "{path}": {_MISSING}'
+        )
+    try:
+        _remove(*found)
+    except PatchError as err:
+        raise PatchError(f"error in remove for path: '{path}': {err}") from None
+
+
+def _op_replace(root: list[Any], op: dict[str, Any]) -> None:
+    path = _path(op, "replace")
+    value = _copy(op.get("value"))
+    if path == "":
+        if not isinstance(value, (dict, list)):
+            # fmt.Errorf("...: %w", err) with err nil, as the library writes it
+            raise PatchError("replace operation value must be object or array: %!w(<nil>)")
+        root[0] = value
+        return
+    found = _find(root, path)
+    if found is None:
+        raise PatchError(
+            f"replace operation does not apply: doc is missing path: {path}: {_MISSING}"
+        )
+    container, key = found
+    try:
+        _get(container, key)  # only an array can miss: a missing member is simply set
+    except PatchError:
+        raise PatchError(
+            f"replace operation does not apply: doc is missing key: {path}: {_MISSING}"
+        ) from None
+    if isinstance(container, dict):
+        container[key] = value
+    else:
+        idx = _atoi(key)
+        container[idx if idx >= 0 else idx + len(container)] = value
+
+
+def _op_move(root: list[Any], op: dict[str, Any]) -> None:
+    container, key, _ = _source(root, op, "move")
+    try:  # the library names the last token here, not the path
+        value = _get(container, key)
+        _remove(container, key)
+    except PatchError as err:
+        raise PatchError(f"error in move for path: '{key}': {err}") from None
+    target, path = _destination(root, op, "move")
+    try:
+        _add(*target, value)
+    except PatchError as err:
+        raise PatchError(f"error in move for path: '{path}': {err}") from None
+
+
+def _op_copy(root: list[Any], op: dict[str, Any]) -> None:
+    container, key, source = _source(root, op, "copy")
+    try:
+        value = _copy(_get(container, key))
+    except PatchError as err:
+        raise PatchError(f"error in copy for from: '{source}': {err}") from None
+    target, _ = _destination(root, op, "copy")
+    try:
+        _add(*target, value)
+    except PatchError as err:
+        raise PatchError(f"error while adding value during copy: {err}") from None
+
+
+def _source(root: list[Any], op: dict[str, Any], kind: str) -> tuple[Any, str, str]:
+    """Where move's or copy's `from` points: the container, its token, and `from` itself."""
+    source = _path(op, kind, "from")
+    found = _find(root, source)
+    if found is None:
+        raise PatchError(
+            f"{kind} operation does not apply: doc is missing from path: {source}: {_MISSING}"
+        )
+    return found[0], found[1], source
+
+
+def _destination(root: list[Any], op: dict[str, Any], kind: str) -> tuple[tuple[Any, str], str]:
+    """Where move's or copy's `path` points, and that path."""
+    path = _path(op, kind, wrap=kind == "move")
+    target = _find(root, path)
+    if target is None:
+        raise PatchError(
+            f"{kind} operation does not apply: doc is missing destination path: {path}: {_MISSING}"
+        )
+    return target, path
+
+
+def _op_test(root: list[Any], op: dict[str, Any]) -> None:
+    path = _path(op, "test")
+    failed = PatchError(f"testing value {path} failed: test failed")
+    if path == "":
+        if "value" not in op or not _same(root[0], op["value"]):
+            raise failed
+        return
+    found = _find(root, path)
+    if found is None:
+        raise PatchError(f"test operation does not apply: is missing path: {path}: {_MISSING}")
+    try:
+        actual = _get(*found)
+    except PatchError as err:
+        raise PatchError(f"error in test for path: '{path}': {err}") from None
+    if actual is None:  # absent or null: passes against a missing or null value
+        if op.get("value") is not None:
+            raise failed
+    elif "value" not in op or not _same(actual, op["value"]):
+        raise failed
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    """lazyNode.equal: scalars compare as JSON text (1 and 1.0 differ), objects member by
+    member, arrays element by element. Where the library dereferences nil (a null array
+    element, or `test` of the whole document without a value) this is simply unequal."""
+    if isinstance(actual, dict):
+        if not isinstance(expected, dict) or len(actual) != len(expected):
+            return False
+        for key, value in actual.items():
+            if key not in expected or (value is None) != (expected[key] is None):
+                return False
+            if value is not None and not _same(value, expected[key]):
+                return False
+        return True
+    if isinstance(actual, list):
+        if not isinstance(expected, list) or len(actual) != len(expected):
+            return False
+        return all(
+            a is not None and e is not None and _same(a, e)
+            for a, e in zip(actual, expected, strict=True)
+        )
+    return _scalar_text(actual) == json.dumps(expected, ensure_ascii=False)
+
+
+def _scalar_text(value: Any) -> str:
+    # The document side is what Go marshalled: a whole float64 prints without ".0".
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return json.dumps(value, ensure_ascii=False)
+
+
+_OPS: dict[str, Callable[[list[Any], dict[str, Any]], None]] = {
+    "add": _op_add,
+    "remove": _op_remove,
+    "replace": _op_replace,
+    "move": _op_move,
+    "copy": _op_copy,
+    "test": _op_test,
+}
 
 # -- strategic merge patch --------------------------------------------------------------------
 

@@ -80,6 +80,7 @@ PATCH_TYPES = [
     "application/apply-patch+yaml",
 ]
 WRITE_ATTEMPTS = 8
+JSON_PATCH_REJECTED = "the server rejected our request due to an error in our request"
 DEFAULT_WATCH_SECONDS = 1800
 # A watch that asked for bookmarks gets one after this long without an event, carrying the
 # current resourceVersion (the real watch cache sends them about once a minute).
@@ -933,6 +934,13 @@ class Api:
             doc = json.loads(req.body or b"null")
         except (ValueError, UnicodeDecodeError) as bad:
             raise errors.bad_request(f"error decoding patch: {bad}") from None
+        if ctype == PATCH_TYPES[0]:
+            # the handler decodes strictly into []jsonPatchOp first (fieldValidation Warn, the
+            # default); a patch that does not decode is 400, one that does not apply 422
+            try:
+                doc = patch.decode_json_patch(doc, go_type="[]handlers.jsonPatchOp")
+            except patch.PatchFormatError as bad:
+                raise errors.bad_request(f"error decoding patch: {bad}") from None
         dry = self._dry_run(req.query)
         explicit_rv = _patch_sets_rv(ctype, doc)
         for _attempt in range(WRITE_ATTEMPTS):
@@ -949,8 +957,9 @@ class Api:
                     patched = patch.strategic_merge(base, doc)
             except patch.PatchFormatError as bad:
                 raise errors.bad_request(str(bad)) from None
-            except patch.PatchError as bad:
-                raise ApiError(422, "Invalid", str(bad)) from None
+            except patch.PatchError:
+                # NewGenericServerResponse(422, ...): the library's message goes nowhere
+                raise ApiError(422, "Invalid", JSON_PATCH_REJECTED, {}) from None
             if not isinstance(patched, dict) or not isinstance(patched.get("metadata", {}), dict):
                 raise ApiError(422, "Invalid", "the patched object is not a JSON object")
             patched.setdefault("metadata", {})

@@ -27,8 +27,9 @@ from urllib.parse import parse_qsl
 
 from tests.kube_emulator import control, errors, seed
 from tests.kube_emulator.admission import AdmissionChain
+from tests.kube_emulator.messages import Request, Response, dumps, error_response
 from tests.kube_emulator.resources import Registry
-from tests.kube_emulator.rest import Api, Request, Response, dumps, error_response
+from tests.kube_emulator.rest import Api
 from tests.kube_emulator.store import Store
 
 CONTROL_PREFIX = "/_emulator/"

@@ -51,8 +51,10 @@ from common.config import Settings
 from common.kube import ClientKubeApi
 from common.reaper import sweep
 from tests.cluster import add_node
+from tests.helpers.demo import demo_pod
+from tests.helpers.server import Pki
+from tests.helpers.webhooks import register, webhook_configurations
 from tests.kube_emulator.launcher import EmulatorProcess
-from tests.sandbox import Pki, demo_pod, register, webhook_configurations
 
 NAMESPACE = "bench"
 VM_NAME = "vm.cocoonstack.io/name"

@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import review, workload
+from tests.helpers.server import Pki, ServerProcess, server_env
 from tests.kube_emulator.launcher import EmulatorProcess
-from tests.sandbox import Pki, ServerProcess, server_env
 from tests.test_server_bounds import descendants
 
 # Imported by the server at start (sitecustomize), this parses every body on the event loop.

@@ -113,7 +113,7 @@ def seed_corpus() -> Path:
 
     from bench.admission_bench import bodies
     from tests.cluster import cocoon_pod
-    from tests.sandbox import hibernation as cocoon_hibernation
+    from tests.helpers.demo import hibernation as cocoon_hibernation
 
     CORPUS.mkdir(exist_ok=True)
     reviews = bodies()

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import function_on_emulator, load
 from tests.helpers import review
-from tests.sandbox import hibernation
+from tests.helpers.demo import hibernation
 
 GROUP = "cocoonset.cocoonstack.io"
 SIZES = (0, 100, 1000)

@@ -16,14 +16,13 @@ and CRD: there a Deployment really makes its pods (no kubelet runs them).
 scale-down is denied, an invalid CocoonSet is denied, a second CocoonHibernation for one pod is
 denied), prints OK and stops.
 
-The helpers here (certificates, the server process, the configurations) are shared with
-tests/test_server.py.
+What other tests share with it (certificates, the server process, the webhook
+configurations, the demo objects) lives in tests/helpers/.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import functools
 import json
@@ -31,13 +30,10 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,227 +43,24 @@ from tests import prometheus
 from tests.control_plane.build import ControlPlaneUnavailable
 from tests.control_plane.launcher import ControlPlane, ControlPlaneFailed
 from tests.control_plane.nodes import add_ready_node
+from tests.helpers import KUBECTL, ROOT
+from tests.helpers.demo import (
+    DEMO_HASH,
+    demo_deployment,
+    demo_pod,
+    hibernation,
+    invalid_cocoonset,
+)
+from tests.helpers.server import START_TIMEOUT_S, Pki, ServerProcess, server_env
+from tests.helpers.webhooks import register, webhook_configurations
 from tests.kube_emulator import seed
 from tests.kube_emulator.launcher import EmulatorProcess
-from tests.pki import KeyPair, issue, make_ca
 from tests.prometheus import PROMETHEUS_PORT
 
-ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_DIR = ROOT / ".sandbox"
-KUBECTL = Path(sys.executable).parent / "kubectl"
 WEBHOOK_PORT = 8443
 METRICS_PORT = 9090
-START_TIMEOUT_S = 20.0
-TOLERATION_KEY = "virtual-kubelet.io/provider"
 VM_NAME = "vm.cocoonstack.io/name"
-
-# --- certificates -----------------------------------------------------------------------------
-
-
-@dataclass
-class Pki:
-    """A throwaway CA and one serving certificate for 127.0.0.1 and localhost, as files."""
-
-    directory: Path
-    ca: KeyPair
-    serial: int = 0
-
-    @property
-    def ca_file(self) -> Path:
-        return self.directory / "ca.crt"
-
-    @property
-    def cert_file(self) -> Path:
-        return self.directory / "tls.crt"
-
-    @property
-    def key_file(self) -> Path:
-        return self.directory / "tls.key"
-
-    @classmethod
-    def create(cls, directory: Path) -> Pki:
-        directory.mkdir(parents=True, exist_ok=True)
-        pki = cls(directory, make_ca("cocoon-webhook sandbox CA", days=7))
-        pki.ca_file.write_bytes(pki.ca.cert_pem)
-        pki.issue()
-        return pki
-
-    def leaf(self, *, expired: bool = False) -> tuple[bytes, bytes, int]:
-        """A new serving pair (PEM cert, PEM key) and its serial, signed by the CA."""
-        pair = issue(self.ca, "cocoon-webhook", days=7, expired=expired)
-        return pair.cert_pem, pair.key_pem, pair.cert.serial_number
-
-    def issue(self, *, expired: bool = False) -> int:
-        """Write a new serving pair over tls.crt/tls.key, each file replaced atomically."""
-        cert, key, serial = self.leaf(expired=expired)
-        _replace(self.key_file, key)
-        _replace(self.cert_file, cert)
-        self.serial = serial
-        return serial
-
-
-def _replace(path: Path, data: bytes) -> None:
-    # A rename, as a Secret volume's `..data` swap: a reader never sees half a file.
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-    os.replace(temp, path)
-
-
-# --- the server process ------------------------------------------------------------------------
-
-
-class ServerExited(RuntimeError):
-    def __init__(self, code: int | None, logs: list[dict[str, Any]], output: list[str]) -> None:
-        super().__init__(f"cocoon-webhook exited with {code}: {output[-5:]}")
-        self.code = code
-        self.logs = logs
-        self.output = output
-
-
-def _port(address: str) -> int:
-    return int(address.rpartition(":")[2])
-
-
-@dataclass
-class ServerProcess:
-    """`cocoon-webhook` as a subprocess; its JSON log lines are collected as they arrive."""
-
-    process: subprocess.Popen[str]
-    output: list[str] = field(default_factory=list)
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    echo: bool = False
-    _eof: bool = False
-    _changed: threading.Condition = field(default_factory=threading.Condition)
-
-    @classmethod
-    def start(cls, env: dict[str, str], *, echo: bool = False) -> ServerProcess:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "common.server"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        return cls.watch(process, echo=echo)
-
-    @classmethod
-    def watch(cls, process: subprocess.Popen[str], *, echo: bool = False) -> ServerProcess:
-        """Collect the log of a server started elsewhere (stdout piped, text mode)."""
-        server = cls(process, echo=echo)
-        threading.Thread(target=server._read, daemon=True).start()
-        return server
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if self.echo:
-                print(line, end="", flush=True)
-            with self._changed:
-                self.output.append(line.rstrip("\n"))
-                with contextlib.suppress(ValueError):
-                    entry = json.loads(line)
-                    if isinstance(entry, dict):
-                        self.logs.append(entry)
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    def wait_for_log(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = START_TIMEOUT_S
-    ) -> dict[str, Any]:
-        """The first log line matching `predicate`; ServerExited if the process ends first."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for entry in self.logs:
-                    if predicate(entry):
-                        return entry
-                if self._eof:  # every line is in: the process is gone or going
-                    raise ServerExited(self.process.wait(), self.logs, self.output)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no matching log line in {timeout}s: {self.output[-5:]}")
-                self._changed.wait(min(remaining, 0.2))
-
-    def wait_listening(self, timeout: float = START_TIMEOUT_S) -> tuple[int, int]:
-        """(webhook port, metrics port) from the server's `listening` line."""
-        line = self.wait_for_log(lambda entry: entry.get("msg") == "listening", timeout)
-        return _port(line["webhookAddr"]), _port(line["metricsAddr"])
-
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM, then the exit status (killed after `timeout`)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-
-def server_env(kubeconfig: str, pki: Pki, **overrides: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("KUBECONFIG", "LOG_EXECUTION_ID")
-    }
-    env.update(
-        KUBECONFIG=kubeconfig,
-        TLS_CERT=str(pki.cert_file),
-        TLS_KEY=str(pki.key_file),
-        LISTEN_ADDR="127.0.0.1:0",
-        METRICS_ADDR="127.0.0.1:0",
-        REAPER_INTERVAL="1m",
-        # No endpoints to leave here: stop at once (the drain test sets its own delay).
-        SHUTDOWN_DELAY="0s",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(overrides)
-    return env
-
-
-# --- webhook configurations --------------------------------------------------------------------
-
-
-def webhook_configurations(port: int, ca_pem: bytes) -> list[dict[str, Any]]:
-    """The standalone install's two configurations, pointed at https://127.0.0.1:<port>.
-
-    Built with `kubectl kustomize` from the real manifests, so rules, selectors, failure
-    policies and timeouts are production's; only each `service` target becomes a `url` with
-    the same path, and the CA cert-manager would inject is ours.
-    """
-    built = subprocess.run(
-        [str(KUBECTL), "kustomize", str(ROOT / "knative" / "standalone")],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    kinds = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
-    configurations = [doc for doc in yaml.safe_load_all(built) if doc and doc["kind"] in kinds]
-    bundle = base64.b64encode(ca_pem).decode()
-    for configuration in configurations:
-        configuration["metadata"].get("annotations", {}).pop("cert-manager.io/inject-ca-from", None)
-        for webhook in configuration["webhooks"]:
-            path = webhook["clientConfig"]["service"]["path"]
-            webhook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": bundle}
-    return configurations
-
-
-def register(api_client: Any, configurations: list[dict[str, Any]]) -> None:
-    from kubernetes import client
-
-    api = client.AdmissionregistrationV1Api(api_client)
-    for configuration in configurations:
-        if configuration["kind"] == "MutatingWebhookConfiguration":
-            api.create_mutating_webhook_configuration(configuration)
-        else:
-            api.create_validating_webhook_configuration(configuration)
-
 
 # --- the sandbox -------------------------------------------------------------------------------
 
@@ -403,70 +196,6 @@ def sandbox(
 
 
 # --- what to try, and the scripted check -------------------------------------------------------
-
-DEMO_HASH = "5d8c7b9f6"
-
-
-def demo_deployment(replicas: int = 3) -> dict[str, Any]:
-    labels = {"app": "demo"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "demo", "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": _pod_spec()},
-        },
-    }
-
-
-def _pod_spec() -> dict[str, Any]:
-    return {
-        "containers": [{"name": "agent", "image": "ghcr.io/cocoonstack/agent:1"}],
-        "tolerations": [{"key": TOLERATION_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-    }
-
-
-def demo_pod() -> dict[str, Any]:
-    """A pod as the ReplicaSet controller would create it (the emulator runs no controllers)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "generateName": f"demo-{DEMO_HASH}-",
-            "namespace": "default",
-            "labels": {"app": "demo"},
-            "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "ReplicaSet",
-                    "name": f"demo-{DEMO_HASH}",
-                    "controller": True,
-                    "uid": "0b7c5a8e-0000-4000-8000-000000000001",
-                }
-            ],
-        },
-        "spec": _pod_spec(),
-    }
-
-
-def invalid_cocoonset() -> dict[str, Any]:
-    return {
-        "apiVersion": "cocoonset.cocoonstack.io/v1",
-        "kind": "CocoonSet",
-        "metadata": {"name": "agents", "namespace": "default"},
-        "spec": {"agent": {"image": "", "replicas": 2}},
-    }
-
-
-def hibernation(name: str, pod: str, namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "cocoonset.cocoonstack.io/v1",
-        "kind": "CocoonHibernation",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"podRef": {"name": pod}, "desire": "Hibernate"},
-    }
 
 
 def write_examples(directory: Path) -> dict[str, Path]:

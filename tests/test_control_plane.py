@@ -23,7 +23,7 @@ from kubernetes import client, config
 from tests.control_plane import build, launcher
 from tests.control_plane.launcher import ControlPlane, ControlPlaneFailed
 from tests.control_plane.pytest_plugin import unavailable
-from tests.sandbox import ROOT
+from tests.helpers import ROOT
 
 # -- the build -----------------------------------------------------------------------------------
 

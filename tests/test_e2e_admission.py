@@ -25,7 +25,8 @@ import pytest
 from cryptography import x509
 from kubernetes.client.exceptions import ApiException
 
-from tests.sandbox import Sandbox, demo_deployment, demo_pod, hibernation, sandbox
+from tests.helpers.demo import demo_deployment, demo_pod, hibernation
+from tests.sandbox import Sandbox, sandbox
 
 VM_NAME = "vm.cocoonstack.io/name"
 SYSTEM_NAMESPACES = ("kube-system", "cocoon-system", "kube-public", "knative-serving")

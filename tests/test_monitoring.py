@@ -27,7 +27,8 @@ from prometheus_client import REGISTRY
 import common.metrics  # noqa: F401  (registers the webhook's metrics)
 from bench.loadgen import free_port
 from tests import prometheus
-from tests.sandbox import demo_pod, sandbox
+from tests.helpers.demo import demo_pod
+from tests.sandbox import sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT_TESTS = ROOT / "tests" / "data" / "monitoring" / "alerts.test.yaml"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox import ROOT
+from tests.helpers import ROOT
 
 
 @pytest.mark.parametrize(

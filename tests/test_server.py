@@ -29,8 +29,9 @@ from cryptography import x509
 
 from common.server import SHUTDOWN_GRACE_S, ReaperLoop
 from tests.helpers import COCOON_TOLERATION, patch_of, review, scale, wait_until, workload
+from tests.helpers.demo import hibernation
+from tests.helpers.server import Pki, ServerExited, ServerProcess, server_env
 from tests.kube_emulator.launcher import EmulatorProcess
-from tests.sandbox import Pki, ServerExited, ServerProcess, hibernation, server_env
 
 NOT_FOUND = "404 page not found"
 AFFINITY_CONFIGMAP = "/api/v1/namespaces/cocoon-system/configmaps/cocoon-affinity-default"

@@ -29,9 +29,9 @@ from common.config import Settings
 from common.connections import KEEPALIVE_RELEASE, ByteBudget, Guard, Limits
 from common.strict_json import MAX_DEPTH
 from tests.helpers import review, workload
+from tests.helpers.server import Pki, ServerProcess, server_env
 from tests.kube_emulator.launcher import EmulatorProcess
 from tests.pki import issue, make_ca
-from tests.sandbox import Pki, ServerProcess, server_env
 from tests.test_hostile_bodies import bodies as hostile_bodies
 
 CLOSE_WAIT_S = 30.0  # far above any bound below: only a server that never closes fails

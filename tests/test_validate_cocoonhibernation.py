@@ -25,8 +25,8 @@ from common.decisions.validate_cocoonhibernation import (
 from common.verdict import Decision, Verdict
 from tests.functions_app import function_client
 from tests.helpers import admission_count, response_of, review
+from tests.helpers.demo import hibernation as sandbox_hibernation
 from tests.kube_emulator.seed import COCOON_GROUP, COCOONHIBERNATION_CRD
-from tests.sandbox import hibernation as sandbox_hibernation
 from tests.sandbox import sandbox
 
 HANDLER = "validate_cocoonhibernation"

@@ -4,9 +4,9 @@ waiting for conditions.
 
 The webhooks are the standalone server (`common/server.py`) in three processes behind
 `RoundRobinProxy`, registered with the webhook configurations of `knative/standalone/` turned
-into `url:` targets with a throwaway CA (`tests.sandbox.webhook_configurations`). They talk to
-the API server with the `cocoon-system/cocoon-webhook` ServiceAccount's own token, so every
-call they make is judged by the RBAC of the install.
+into `url:` targets with a throwaway CA (`tests.helpers.webhooks.webhook_configurations`).
+They talk to the API server with the `cocoon-system/cocoon-webhook` ServiceAccount's own
+token, so every call they make is judged by the RBAC of the install.
 """
 
 from __future__ import annotations
@@ -29,17 +29,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conformance.helpers import wait_for
 from tests.control_plane.nodes import add_ready_node
+from tests.helpers import KUBECTL
+from tests.helpers.demo import demo_deployment
+from tests.helpers.server import Pki, ServerProcess, server_env
+from tests.helpers.webhooks import register, webhook_configurations
 from tests.kube_emulator.seed import COCOONHIBERNATION_CRD, COCOONSET_CRD, node
 from tests.real_cluster.proxy import RoundRobinProxy
-from tests.sandbox import (
-    KUBECTL,
-    Pki,
-    ServerProcess,
-    demo_deployment,
-    register,
-    server_env,
-    webhook_configurations,
-)
 from tests.test_manifests import KNATIVE, kustomize
 
 AFFINITY_NAMESPACE = "cocoon-system"

@@ -20,6 +20,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from tests.functions_app import function_client
+from tests.helpers.demo import invalid_cocoonset
 from tests.real_cluster.conftest import Cluster
 from tests.real_cluster.harness import (
     ACCOUNT,
@@ -44,7 +45,7 @@ from tests.real_cluster.harness import (
     wait_for,
     webhook_request_total,
 )
-from tests.sandbox import invalid_cocoonset, sandbox
+from tests.sandbox import sandbox
 
 SCALE_DOWN = (
     'admission webhook "workloads.validate.cocoonstack.io" denied the request: '

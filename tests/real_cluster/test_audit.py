@@ -18,8 +18,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.helpers.demo import demo_deployment
 from tests.real_cluster.harness import cocoon_pod, vm_name
-from tests.sandbox import Sandbox, demo_deployment, sandbox
+from tests.sandbox import Sandbox, sandbox
 
 pytestmark = pytest.mark.control_plane
 

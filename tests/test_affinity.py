@@ -275,9 +275,12 @@ def test_readmission_inside_window_writes_nothing(
 ) -> None:
     reserved(store.reserve(pod_intent("demo-7b7c9d9d5f-aaaaa"), clock.mono + 3, False))
     version = kube.configmaps[CM].resource_version
+    before = len(kube.calls)
     clock.now += timedelta(seconds=2)
     again = reserved(store.reserve(pod_intent("demo-7b7c9d9d5f-aaaaa"), clock.mono + 3, False))
     assert again.slot == 0
+    # no PUT at all (one that changed nothing would keep the resourceVersion too)
+    assert "replace_configmap" not in kube.calls[before:]
     assert kube.configmaps[CM].resource_version == version
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from tests.kube_emulator import crd as crd_schema
 from tests.kube_emulator import errors, selectors, validation
 from tests.kube_emulator.admission import AdmissionChain
-from tests.kube_emulator.messages import Request
+from tests.kube_emulator.messages import Request, Response
 from tests.kube_emulator.resources import Registry, ResourceType, types_from_crd
 from tests.kube_emulator.store import Obj, Store
 
@@ -128,6 +128,19 @@ class ApiCore:
         elif not isinstance(meta, dict):
             raise errors.bad_request("metadata must be a JSON object")
         return body
+
+    def _put(self, t: Target, body_rv: str, write: Callable[[Obj], Response]) -> Response:
+        """A PUT as GuaranteedUpdate runs it: read, refuse a stale body resourceVersion (409),
+        write; an unconditional write that lost a race to another (Retry) reads again."""
+        for _attempt in range(WRITE_ATTEMPTS):
+            cur = self._current(t)
+            if body_rv and body_rv != cur["metadata"].get("resourceVersion"):
+                raise errors.stale(t.rt.group, t.rt.plural, t.name)
+            try:
+                return write(cur)
+            except Retry:
+                continue
+        raise errors.stale(t.rt.group, t.rt.plural, t.name)
 
     def _check_kind(self, rt: ResourceType, obj: Obj) -> None:
         api_version, kind = obj.get("apiVersion"), obj.get("kind")

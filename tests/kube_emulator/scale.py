@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.kube_emulator import errors, selectors, validation
-from tests.kube_emulator.core import WRITE_ATTEMPTS, ApiCore, Retry, Target
+from tests.kube_emulator.core import ApiCore, Retry, Target
 from tests.kube_emulator.errors import ApiError
 from tests.kube_emulator.messages import Response, json_response
 from tests.kube_emulator.resources import ResourceType
@@ -42,7 +42,6 @@ class ScaleVerbs(ApiCore):
         }
 
     def _put_scale(self, t: Target, body: Obj, dry: bool) -> Response:
-        rt = t.rt
         meta = body["metadata"]
         if body.get("kind") not in (None, "Scale") or body.get("apiVersion") not in (
             None,
@@ -58,15 +57,11 @@ class ScaleVerbs(ApiCore):
                 f"the name on the URL ({t.name})"
             )
         body_rv = str(meta.get("resourceVersion") or "")
-        for _attempt in range(WRITE_ATTEMPTS):
-            cur = self._current(t)
-            if body_rv and body_rv != cur["metadata"].get("resourceVersion"):
-                raise errors.stale(rt.group, rt.plural, t.name)
-            try:
-                return self._write_scale(t, cur, clone(body), dry, conditional=bool(body_rv))
-            except Retry:
-                continue
-        raise errors.stale(rt.group, rt.plural, t.name)
+        return self._put(
+            t,
+            body_rv,
+            lambda cur: self._write_scale(t, cur, clone(body), dry, conditional=bool(body_rv)),
+        )
 
     def _write_scale(
         self, t: Target, cur: Obj, scale: Obj, dry: bool, *, conditional: bool

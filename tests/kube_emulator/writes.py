@@ -107,15 +107,11 @@ class WriteVerbs(ScaleVerbs, DeleteVerbs):
                     )
                 ],
             )
-        for _attempt in range(WRITE_ATTEMPTS):
-            cur = self._current(t)
-            if body_rv and body_rv != cur["metadata"].get("resourceVersion"):
-                raise errors.stale(rt.group, rt.plural, t.name)
-            try:
-                return self._write_update(t, clone(body), cur, dry, conditional=bool(body_rv))
-            except Retry:
-                continue
-        raise errors.stale(rt.group, rt.plural, t.name)
+        return self._put(
+            t,
+            body_rv,
+            lambda cur: self._write_update(t, clone(body), cur, dry, conditional=bool(body_rv)),
+        )
 
     def _write_update(
         self, t: Target, new: Obj, cur: Obj, dry: bool, *, conditional: bool

@@ -21,6 +21,25 @@ def cut(text: str, limit: int) -> str:
     return text[: limit - 1] + ELLIPSIS
 
 
+# A lone UTF-16 surrogate: Python's json keeps a `\ud800` escape as one, Go's holds U+FFFD instead.
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def go_text(text: str) -> str:
+    """`text` with each lone surrogate as the U+FFFD Go's encoding/json would have decoded it to."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def go_utf8(text: str) -> bytes:
+    """`text` as UTF-8, each lone surrogate (which UTF-8 cannot carry) as the U+FFFD Go's
+    encoding/json would have decoded it to. A review may carry one anywhere, and a reply that
+    echoes it must still be written."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return go_text(text).encode()
+
+
 def go_len(text: str) -> int:
     """Length as Go's len(): UTF-8 bytes. A lone surrogate (JSON can carry `\\ud800`) counts as
     the three bytes of the U+FFFD Go would hold instead of failing the encoding."""

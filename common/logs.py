@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from common.gocompat import TRACE
+from common.gocompat import TRACE, go_text
 
 logging.addLevelName(TRACE, "TRACE")
 
@@ -39,7 +39,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info and record.exc_info[1] is not None:
             entry.setdefault("error", " ".join(str(record.exc_info[1]).split()))
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # A value from a review may hold a lone surrogate, which stdout's UTF-8 cannot write.
+        return go_text(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 def setup_logging(level: int) -> None:

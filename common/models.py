@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 
 from common import strict_json
 from common.decode_errors import first_problem
+from common.gocompat import go_quote, go_utf8
 from common.verdict import Verdict
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
@@ -92,11 +93,11 @@ def parse_review(body: bytes) -> AdmissionRequest:
 
 
 def _go_string(value: Any) -> str:
-    """Render a possibly non-string envelope field the way the reply quotes it."""
+    """Quote a possibly non-string envelope field as Go's %q would, cut to keep the reply short."""
     if value is None:
         return '""'
     text = value if isinstance(value, str) else json.dumps(value)
-    return json.dumps(text[:64], ensure_ascii=False)
+    return go_quote(text[:64])
 
 
 def _one_line(text: str) -> str:
@@ -110,7 +111,7 @@ def encode_response(uid: str, verdict: Verdict) -> bytes:
         response["status"] = {"message": verdict.message, "reason": "Forbidden", "code": 403}
     if verdict.patch:
         ops = [op.to_json() for op in verdict.patch]
-        compact = json.dumps(ops, separators=(",", ":"), ensure_ascii=False).encode()
+        compact = go_utf8(json.dumps(ops, separators=(",", ":"), ensure_ascii=False))
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(compact).decode("ascii")
     if verdict.warnings:
@@ -119,4 +120,4 @@ def encode_response(uid: str, verdict: Verdict) -> bytes:
     if audit:
         response["auditAnnotations"] = audit
     review = {"apiVersion": ADMISSION_API_VERSION, "kind": ADMISSION_KIND, "response": response}
-    return json.dumps(review, separators=(",", ":"), ensure_ascii=False).encode()
+    return go_utf8(json.dumps(review, separators=(",", ":"), ensure_ascii=False))

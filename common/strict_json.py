@@ -8,6 +8,10 @@ near MAX_DEPTH, so deeper documents are refused as invalid.
 
 The check is ours rather than a faster parser's option: orjson and jiter bound depth but refuse
 lone surrogate escapes (`"\\ud800"`), which Go's encoding/json, and so the API server, accepts.
+
+A lone surrogate escape (`"\\ud800"`, no partner) decodes to U+FFFD, as in Go's encoding/json
+and so in the API server: Python's json would keep a surrogate, which no reply, log line or
+ConfigMap write can encode as UTF-8.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import json
 import re
 from itertools import accumulate
 from typing import Any
+
+from common.gocompat import go_text
 
 MAX_DEPTH = 256
 
@@ -51,4 +57,20 @@ def loads(text: str) -> Any:
     """Parse `text`; ValueError (TooDeep for nesting) for anything the API server would refuse."""
     if nesting_exceeds(text):
         raise TooDeep
-    return json.loads(text, parse_constant=_reject_constant)
+    document = json.loads(text, parse_constant=_reject_constant)
+    # Text decoded from UTF-8 holds no surrogate: only an escape can make one (either case).
+    if "\\ud" in text or "\\uD" in text:
+        return _without_lone_surrogates(document)
+    return document
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    # Recursion is bounded: the document is at most MAX_DEPTH deep. A key that becomes equal to
+    # an earlier one replaces it, as a later duplicate key does in Go.
+    if isinstance(value, str):
+        return go_text(value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {go_text(key): _without_lone_surrogates(item) for key, item in value.items()}
+    return value

@@ -99,6 +99,10 @@ V1 = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}
         pytest.param(json.dumps({"request": {"uid": "u"}}).encode(), 400,
                      'unsupported admission review "" "": want admission.k8s.io/v1 '
                      "AdmissionReview", id="no-apiversion"),
+        # Go's %q, and a lone surrogate escape read as Go's encoding/json reads it (U+FFFD).
+        pytest.param(b'{"apiVersion": "v\\ud800\\u0001\\n", "kind": "AdmissionReview"}', 400,
+                     'unsupported admission review "v\ufffd\\x01\\n" "AdmissionReview": '
+                     "want admission.k8s.io/v1 AdmissionReview", id="go-quoted-apiversion"),
         pytest.param(json.dumps({**V1, "kind": "Pod"}).encode(), 400,
                      'unsupported admission review "admission.k8s.io/v1" "Pod": '
                      "want admission.k8s.io/v1 AdmissionReview", id="wrong-kind"),
@@ -258,6 +262,19 @@ def test_reply_envelope(
     assert response.json() == {**V1, "response": expected}
     # Exactly the envelope: no echo of the request (the Go original doubled every payload).
     assert "request" not in response.json()
+
+
+def test_lone_surrogates_are_read_as_go_reads_them(client: TestClient, scripted: Scripted) -> None:
+    """An unpaired `\\ud800` escape is U+FFFD to Go's encoding/json, so to the API server; kept
+    as a surrogate, it could not be written back as UTF-8 (a 500 before)."""
+    scripted.verdict = deny("cocoon-webhook: no")
+    body = json.dumps(review({"metadata": {"name": "x"}}, uid="u"))
+    body = body.replace('"u"', '"u\\ud800"').replace('"x"', '"\\udc00\\ud83d\\ude00"')
+    response = client.post("/", content=body.encode())
+    assert response.status_code == 200
+    assert response_of(response)["uid"] == "u\ufffd"
+    # A paired escape stays the one character it encodes.
+    assert scripted.seen[-1].request.object == {"metadata": {"name": "\ufffd\U0001f600"}}
 
 
 def test_patch_is_base64_of_compact_json(client: TestClient, scripted: Scripted) -> None:

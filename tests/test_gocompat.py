@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ast
+import json
 import logging
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.gocompat import TRACE, cut, go_len, go_quote, is_dns1123_subdomain
+from common.gocompat import TRACE, cut, go_len, go_quote, go_text, go_utf8, is_dns1123_subdomain
+from common.logs import JsonFormatter
 
 
 @pytest.mark.parametrize(
@@ -86,3 +88,16 @@ def test_is_dns1123_subdomain(value: str, valid: bool) -> None:
 
 def test_trace_is_below_debug() -> None:
     assert TRACE < logging.DEBUG
+
+
+def test_lone_surrogates_are_written_as_go_holds_them() -> None:
+    assert go_text("a\ud800b\udfff") == "a\ufffdb\ufffd"
+    assert go_utf8("a\udc00\U0001f600") == "a\ufffd\U0001f600".encode()
+    assert go_utf8("plain") == b"plain"
+
+
+def test_a_log_line_with_a_lone_surrogate_can_be_written() -> None:
+    record = logging.makeLogRecord({"msg": "denied", "error": "name \ud800"})
+    line = JsonFormatter().format(record)
+    assert line.encode()  # stdout is UTF-8: a surrogate would fail the write
+    assert json.loads(line)["error"] == "name \ufffd"

@@ -54,6 +54,8 @@ GENERATED_PREFIX_LEN = 58
 GENERATED_SUFFIX_LEN = 5
 GENERATED_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
+# IsConfigMapKey (k8s.io/apimachinery): these characters, and not `.`, `..` or `..`-prefixed.
+_CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _MAX_LABEL_VALUE_LEN = 63
 _HASH_HEX_LEN = 16
@@ -109,6 +111,11 @@ def is_valid_pool(pool: str) -> bool:
         return False
     name = affinity_configmap_name(pool)
     return is_dns1123_subdomain(name)
+
+
+def is_configmap_key(key: str) -> bool:
+    """Whether the API server accepts `key` as a ConfigMap data key (its length aside)."""
+    return _CONFIGMAP_KEY.fullmatch(key) is not None and not key.startswith("..") and key != "."
 
 
 def deployment_key(namespace: str, deployment: str, slot: int) -> str:

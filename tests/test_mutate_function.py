@@ -251,6 +251,23 @@ def test_skips_cost_no_api_calls(mutate: TestClient, core: Any, emulator: Any) -
     assert api_requests(emulator) == []
 
 
+def test_pod_whose_key_the_api_server_would_refuse_costs_no_call(
+    mutate: TestClient, core: Any, emulator: Any
+) -> None:
+    """Its ConfigMap write would fail with 422, and with it every admission batched into it."""
+    emulator.clear_requests()  # the caches' first LISTs
+    before = admission_count("mutate", "affinity_failed")
+    response = response_of(mutate.post("/mutate", json=pod_review(cocoon_pod(name="a b"))))
+    assert response["warnings"] == [
+        'cocoon-webhook: VM name not reserved (invalid entry key "ns._pod.a b")'
+    ]
+    assert "patch" not in response
+    assert admission_count("mutate", "affinity_failed") == before + 1
+    assert api_requests(emulator) == []
+    admit(mutate, core, cocoon_pod(name="alone"))
+    assert list(affinity_data(core)) == ["ns._pod.alone"]
+
+
 def test_undecodable_pod_is_allowed_as_error(mutate: TestClient) -> None:
     before = admission_count("mutate", "error")
     body = pod_review(cocoon_pod(name="x"))

@@ -290,8 +290,24 @@ LONG_DEPLOY = "d" * (253 - len("ns..0") + 1)
             KEY_TOO_LONG_WARNING,
             id="8-deployment-key-too-long",
         ),
+        # Names the API server checks only after admission (a pod's), or never (an owner's):
+        # a key it would refuse stops here rather than failing its whole batch's write.
+        *[
+            pytest.param(
+                "CREATE", "Pod", namespace, "", obj, Decision.AFFINITY_FAILED,
+                f'cocoon-webhook: VM name not reserved (invalid entry key "{key}")',
+                id=f"8-invalid-key-{case}",
+            )
+            for case, namespace, obj, key in [
+                ("pod-name", NS, pod_json("a b"), "ns._pod.a b"),
+                ("unicode-pod-name", NS, pod_json("pé"), "ns._pod.pé"),
+                ("owner-name", NS, pod_json("p", owner=("ReplicaSet", "x/y-abc")), "ns.x/y.0"),
+                ("namespace", "a/b", pod_json("p"), "a/b._pod.p"),
+                ("dot-dot-namespace", "..", pod_json("p"), "..._pod.p"),
+            ]
+        ],
     ],
-)
+)  # fmt: skip
 def test_plan_skips(
     operation: str,
     kind: str,
@@ -309,6 +325,14 @@ def test_plan_skips(
     assert verdict.patch == ()
     assert verdict.decision == decision
     assert verdict.warnings == ((warning,) if warning else ())
+
+
+def test_invalid_key_warning_cuts_a_long_key() -> None:
+    out = plan("CREATE", "Pod", NS, "", decode_pod(pod_json("p" * 60 + "_é")))
+    assert isinstance(out, Skip)
+    assert out.warning == (
+        f'cocoon-webhook: VM name not reserved (invalid entry key "ns._pod.{"p" * 31}…")'
+    )
 
 
 def demo_like(deploy: str) -> Intent | Skip:

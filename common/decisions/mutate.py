@@ -30,6 +30,7 @@ from common.naming import (
     deployment_key,
     deployment_vm_name,
     generate_pod_name,
+    is_configmap_key,
     is_valid_pool,
     owner_deployment,
 )
@@ -98,6 +99,10 @@ AUDIT_KEY = "key"
 
 KEY_TOO_LONG_WARNING = warning("VM name not reserved (entry key too long)")
 NO_NAMESPACE_WARNING = warning("VM name not reserved (request has no namespace)")
+
+
+def invalid_key_warning(key: str) -> str:
+    return warning(f"VM name not reserved (invalid entry key {quoted(key)})")
 
 
 def no_node_warning(pool: str) -> str:
@@ -197,6 +202,11 @@ def plan(
         first_key, key = deployment_key(namespace, deployment, 0), None
     if len(first_key) > MAX_KEY_LEN:
         return Skip(Decision.AFFINITY_FAILED, "entry key too long", KEY_TOO_LONG_WARNING)
+    if not is_configmap_key(first_key):
+        # A name the API server never checks before admission (a pod's own, which it rejects
+        # afterwards, or an ownerReference's, which it never checks): the ConfigMap write would
+        # be refused, and with it every admission batched into the same write.
+        return Skip(Decision.AFFINITY_FAILED, "invalid entry key", invalid_key_warning(first_key))
     return Intent(pod, pool, namespace, name, generated, deployment, key)
 
 

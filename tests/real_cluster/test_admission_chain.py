@@ -175,6 +175,24 @@ def test_cocoonsets_are_validated(cluster: Cluster, webhooks: Webhooks) -> None:
         'admission webhook "cocoonsets.validate.cocoonstack.io" denied the request: '
         "cocoon-webhook: invalid CocoonSet spec: spec.agent.image is required"
     )
+    # Issue 15's fields reach the webhook: the API server neither prunes nor rejects them first.
+    newer = {**bad, "spec": {
+        "agent": {"image": "agent:1", "backend": "firecracker"},
+        "toolboxes": [{"name": "tb", "image": "tb:1", "backend": "firecracker", "connType": "x"}],
+        "hibernatePolicy": "keep",
+    }}  # fmt: skip
+    status, message = denial(
+        lambda: admin.custom.create_namespaced_custom_object(
+            "cocoonset.cocoonstack.io", "v1", ns, "cocoonsets", newer
+        )
+    )
+    assert (status, message) == (403, (
+        'admission webhook "cocoonsets.validate.cocoonstack.io" denied the request: '
+        "cocoon-webhook: invalid CocoonSet spec: "
+        "spec.agent: firecracker does not support clone mode, use mode=run instead; "
+        'spec.toolboxes[0].connType must be ssh, rdp, vnc, or adb, got "x"; '
+        'spec.hibernatePolicy must be retain or release, got "keep"'
+    ))  # fmt: skip
     good = {**bad, "spec": {"agent": {"image": "ghcr.io/cocoonstack/agent:1", "replicas": 2}}}
     admin.custom.create_namespaced_custom_object(
         "cocoonset.cocoonstack.io", "v1", ns, "cocoonsets", good

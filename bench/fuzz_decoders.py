@@ -34,7 +34,7 @@ with atheris.instrument_imports(include=["common"]):
     from common.pod import decode_pod
     from common.reap_target import NotACloudEvent, parse_event
     from common.reservation import MalformedEntry, decode
-    from common.verdict import allow
+    from common.verdict import Verdict, allow
 
 
 def _envelope(data: bytes) -> None:
@@ -56,9 +56,14 @@ def _pod(data: bytes) -> None:
     decode_pod(_json(data))  # returns its error, never raises
 
 
+def _reply(verdict: Verdict) -> None:
+    # A verdict echoes what it read (names, enum values); the reply must still encode.
+    encode_response("u", verdict)
+
+
 def _workloads(data: bytes) -> None:
     obj = _json(data)
-    workload.object_verdict("Deployment", "ns", "name", obj, obj)
+    _reply(workload.object_verdict("Deployment", "ns", "name", obj, obj))
     with contextlib.suppress(workload.WorkloadDecodeError):
         workload.decode_scale_replicas(obj)
     workload.parent_is_cocoon(obj)
@@ -66,8 +71,8 @@ def _workloads(data: bytes) -> None:
 
 def _cocoonset(data: bytes) -> None:
     obj = _json(data)
-    cocoonset.decide("CREATE", obj, None)
-    cocoonset.decide("UPDATE", obj, obj)
+    _reply(cocoonset.decide("CREATE", obj, None))
+    _reply(cocoonset.decide("UPDATE", obj, obj))
 
 
 def _hibernation(data: bytes) -> None:
@@ -77,7 +82,10 @@ def _hibernation(data: bytes) -> None:
         hibernation.namespace_problem(checked.namespace)
         # A listed item is parsed JSON we did not check either: the input's `items`, if any.
         items = obj.get("items") if isinstance(obj, dict) else None
-        hibernation.uniqueness_verdict(checked, items if isinstance(items, list) else [obj])
+        checked = hibernation.uniqueness_verdict(
+            checked, items if isinstance(items, list) else [obj]
+        )
+    _reply(checked)
 
 
 def _reservation(data: bytes) -> None:

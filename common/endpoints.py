@@ -55,6 +55,9 @@ def validate_decider(kube: KubeApi) -> Decider:
     parent_reads = Retrier("validate", longest_attempt=PARENT_GET_TIMEOUT_S)
 
     async def decide(review: Review) -> Verdict:
+        return (await judge(review)).with_denial_reason()
+
+    async def judge(review: Review) -> Verdict:
         req = review.request
         if req.operation != "UPDATE":
             return allow()
@@ -92,7 +95,7 @@ def validate_decider(kube: KubeApi) -> Decider:
             return allow()
         return workload.scale_down_verdict("Scale", namespace, name, old, new)
 
-    return Decider(decide, _fail_closed)
+    return Decider(decide, lambda exc: _fail_closed(exc).with_denial_reason())
 
 
 def cocoonset_decider() -> Decider:

@@ -6,7 +6,7 @@ the envelope's shape (uid echo, 403 denials, base64 patch) lives in exactly one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -55,12 +55,16 @@ class Verdict:
     audit: tuple[tuple[str, str], ...] = ()
 
     def audit_annotations(self) -> dict[str, str]:
-        """What the audit log records: `audit`, and for every denial its reason, which the
-        client that was refused may show no one."""
-        annotations = dict(self.audit)
-        if not self.allowed and self.message:
-            annotations.setdefault(AUDIT_REASON, self.message.removeprefix(WARNING_PREFIX))
-        return annotations
+        return dict(self.audit)
+
+    def with_denial_reason(self) -> Verdict:
+        """A denial that also files its reason in the audit log (issue 14 asks it of validate:
+        the client that was refused may show no one). SPEC 4's deny reply has no other field,
+        so the CocoonSet and CocoonHibernation denials stay without it."""
+        if self.allowed or not self.message or any(k == AUDIT_REASON for k, _ in self.audit):
+            return self
+        reason = (AUDIT_REASON, self.message.removeprefix(WARNING_PREFIX))
+        return replace(self, audit=(*self.audit, reason))
 
 
 def allow(decision: Decision = Decision.ALLOW, warnings: tuple[str, ...] = ()) -> Verdict:

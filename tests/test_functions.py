@@ -115,6 +115,8 @@ def test_cocoonset_function_denies_invalid_spec(cocoonset_client: TestClient, pa
         'spec.toolboxes[0].name "1" must not be purely numeric (conflicts with agent slot naming)'
         "; spec.toolboxes[0].image is required when mode is run or clone"
     )
+    # SPEC 4: a deny reply is exactly uid, allowed and status (no audit annotation here).
+    assert set(response) == {"uid", "allowed", "status"}
 
 
 def test_cocoonset_function_allows_valid_and_denies_undecodable(

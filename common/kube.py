@@ -200,12 +200,26 @@ def _translate(exc: Exception, what: str, timeout: float) -> KubeError:
             kind = AlreadyExists if reason == "AlreadyExists" else Conflict
             return kind(text, 409, reason)
         return KubeError(text, exc.status, reason, _retry_after(exc))
+    cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    if isinstance(cause, urllib3.exceptions.NewConnectionError):
+        # urllib3 derives NewConnectionError (refused, unresolvable) from its TimeoutError:
+        # said as a timeout it would send an operator after a slow server that never answered.
+        return Unreachable(f"{what}: cannot connect: {_connect_failure(cause)}")
     if isinstance(exc, urllib3.exceptions.TimeoutError) or (
         isinstance(exc, urllib3.exceptions.MaxRetryError)
         and isinstance(exc.reason, urllib3.exceptions.TimeoutError)
     ):
         return Unreachable(f"{what}: timeout after {timeout:g}s")
     return Unreachable(f"{what}: {' '.join(str(exc).split())}")
+
+
+def _connect_failure(exc: urllib3.exceptions.NewConnectionError) -> str:
+    """The OS's reason (`[Errno 111] Connection refused`, `Failed to resolve 'x' (...)`),
+    without urllib3's `HTTPSConnection(host=..., port=...): ` and boilerplate before it."""
+    text = " ".join(str(exc).split())
+    if text.startswith("HTTP") and "): " in text:
+        text = text.split("): ", 1)[1]
+    return text.removeprefix("Failed to establish a new connection: ")
 
 
 def _kubeconfig_paths(kubeconfig: str | None) -> str | None:

@@ -3,12 +3,14 @@ reaches the caller as itself, with its Retry-After, rather than being retried by
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
+from bench.loadgen import free_port
 from common.decisions.retry import (
     LEAST_TIME_FOR_RETRY_S,
     LONGEST_WAIT_S,
@@ -171,3 +173,38 @@ def test_the_client_hands_429_and_retry_after_to_the_caller(emulator: Any) -> No
         kube.get_configmap("cocoon-system", "x", 5)
     assert (failed.value.status, failed.value.retry_after) == (500, None)
     assert [r["status"] for r in emulator.requests()] == [429, 503, 500]
+
+
+def kubeconfig_for(path: Any, server: str) -> str:
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+    }))  # fmt: skip
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("server", "reason"),
+    [
+        pytest.param("refused", "[Errno 111] Connection refused", id="refused"),
+        pytest.param(
+            "https://no-such-host.invalid", "Failed to resolve 'no-such-host.invalid'", id="dns"
+        ),
+    ],
+)
+def test_a_server_that_cannot_be_reached_is_not_called_a_timeout(
+    tmp_path: Any, server: str, reason: str
+) -> None:
+    # urllib3's NewConnectionError is a subclass of its TimeoutError: the message said
+    # "timeout after 2s" for a server that refused at once, in denials, warnings and the plugin.
+    if server == "refused":
+        server = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    kube = ClientKubeApi(kubeconfig_for(tmp_path / "config", server))
+    with pytest.raises(Unreachable) as failed:
+        kube.get_configmap("cocoon-system", "x", 2)
+    message = str(failed.value)
+    assert message.startswith(f"get configmaps cocoon-system/x: cannot connect: {reason}")
+    assert "timeout" not in message and "HTTPSConnection" not in message
+    assert "\n" not in message

@@ -11,10 +11,12 @@ wrote meanwhile is overwritten, and a release whose entry changed since it was r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ from common.kube import (
     NotFound,
     context_namespace,
 )
+from common.logs import ROOT_LOGGER
 from common.naming import AFFINITY_NAMESPACE, MANAGED_BY_LABEL, MANAGED_BY_VALUE, POOL_KEY
 from common.operator_view import (
     document,
@@ -354,6 +357,40 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+class _StderrFormatter(logging.Formatter):
+    """`warning: <msg> (<key>=<value>, ...)`: what the reaper and the ConfigMap code log when a
+    pool or namespace fails, said on the operator's terminal instead of as JSON lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        context = ", ".join(
+            f"{key}={' '.join(str(value).split())}"
+            for key, value in record.__dict__.items()
+            if key not in _LOG_RECORD_FIELDS and not key.startswith("_")
+        )
+        line = f"{record.levelname.lower()}: {record.getMessage()}"
+        return f"{line} ({context})" if context else line
+
+
+_LOG_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "taskName"}
+
+
+@contextlib.contextmanager
+def _logging_to(err: TextIO) -> Iterator[None]:
+    """Warnings and errors of the shared code to `err` (the summary says the rest), for one run:
+    tests call main() in a process whose logging is set up otherwise."""
+    logger = logging.getLogger(ROOT_LOGGER)
+    saved = logger.level, logger.propagate, logger.handlers
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(_StderrFormatter())
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    logger.handlers = [handler]
+    try:
+        yield
+    finally:
+        logger.level, logger.propagate, logger.handlers = saved
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -367,6 +404,18 @@ def main(
     err = err or sys.stderr
     env = dict(os.environ) if env is None else env
     args = parser().parse_args(argv)
+    with _logging_to(err):
+        return _run(args, kube, env, out, err, now)
+
+
+def _run(
+    args: argparse.Namespace,
+    kube: KubeApi | None,
+    env: dict[str, str],
+    out: TextIO,
+    err: TextIO,
+    now: Callable[[], datetime],
+) -> int:
     kubeconfig = getattr(args, "kubeconfig", None) or env.get("KUBECONFIG") or None
     context = getattr(args, "context", None)
     try:
@@ -375,8 +424,13 @@ def main(
             namespace: str | None = None
         else:
             namespace = getattr(args, "namespace", None) or context_namespace(kubeconfig, context)
+        if kube is None:
+            client = ClientKubeApi(kubeconfig, context)
+            # Now, not on the first call: a sweep would retry a bad kubeconfig as an outage.
+            client.load()
+            kube = client
         ctx = Context(
-            kube=kube or ClientKubeApi(kubeconfig, context),
+            kube=kube,
             settings=settings,
             namespace=namespace,
             output=getattr(args, "output", "table"),

@@ -230,6 +230,21 @@ def _kubeconfig_paths(kubeconfig: str | None) -> str | None:
     return default if os.path.exists(default) else None
 
 
+class _NoConfiguration(Exception):
+    """Neither a kubeconfig nor the in-cluster environment."""
+
+
+def _config_failure(exc: Exception, paths: str | None) -> Unreachable:
+    """One line for a kubeconfig that cannot be used. The loaders raise ConfigException, YAML
+    and OS errors that say what is wrong, and bare TypeErrors and the like for a readable file
+    that is no kubeconfig (`'str' object does not support item assignment`), named as such."""
+    if isinstance(exc, kubernetes.config.ConfigException | OSError | ValueError | _NoConfiguration):
+        reason = str(exc)
+    else:
+        reason = f"{paths}: not a kubeconfig ({type(exc).__name__}: {exc})"
+    return Unreachable(f"load kubeconfig: {' '.join(reason.split())}")
+
+
 def _load_configuration(kubeconfig: str | None, context: str | None = None) -> Any:
     """KUBECONFIG (`:`-separated paths merge as kubectl does), ~/.kube/config, or in-cluster;
     `context` picks a kubeconfig context other than the current one."""
@@ -240,7 +255,14 @@ def _load_configuration(kubeconfig: str | None, context: str | None = None) -> A
             config_file=paths, context=context, client_configuration=configuration
         )
     else:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        except kubernetes.config.ConfigException as exc:
+            # The client says only "Service host/port is not set."
+            raise _NoConfiguration(
+                "no KUBECONFIG, no ~/.kube/config, and not running in a cluster "
+                f"({' '.join(str(exc).split())})"
+            ) from exc
     # Only connection failures are retried here; answers that say "try again" (Retry-After
     # included) and timeouts go to the callers (common/retry.py), which know their time left.
     configuration.retries = urllib3.Retry(
@@ -259,7 +281,7 @@ def context_namespace(kubeconfig: str | None, context: str | None) -> str:
     try:
         contexts, current = kubernetes.config.list_kube_config_contexts(config_file=paths)
     except Exception as exc:  # the loader raises several unrelated types
-        raise Unreachable(f"load kubeconfig: {' '.join(str(exc).split())}") from exc
+        raise _config_failure(exc, paths) from exc
     chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
     namespace = ((chosen or {}).get("context") or {}).get("namespace")
     return str(namespace or "default")
@@ -281,7 +303,8 @@ class ClientKubeApi:
                 try:
                     configuration = _load_configuration(self._kubeconfig, self._context)
                 except Exception as exc:  # the loaders raise several unrelated types
-                    raise Unreachable(f"load kubeconfig: {' '.join(str(exc).split())}") from exc
+                    paths = _kubeconfig_paths(self._kubeconfig)
+                    raise _config_failure(exc, paths) from exc
                 self._client = kubernetes.client.ApiClient(configuration)
             return self._client
 

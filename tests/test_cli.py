@@ -318,6 +318,60 @@ def test_bad_arguments_and_api_errors_get_one_line(backend: Any, seeded: Any) ->
     assert err.count("\n") == 1
 
 
+def kubeconfig_for(path: Path, server: str) -> str:
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+    }))  # fmt: skip
+    return str(path)
+
+
+@pytest.mark.parametrize("command", ["res", "pools", "sweep"])
+def test_no_usable_kubeconfig_is_one_line_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """Loaded before the command runs: a sweep retried a bad kubeconfig as an API outage and
+    printed a summary of zeros; the client's own words were "Service host/port is not set." and
+    "'str' object does not support item assignment"."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    not_yaml = tmp_path / "passwd"
+    not_yaml.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    cases = [
+        ({}, "error: load kubeconfig: no KUBECONFIG, no ~/.kube/config, and not running in a "
+             "cluster (Service host/port is not set.)\n"),
+        ({"KUBECONFIG": str(not_yaml)},
+         f"error: load kubeconfig: {not_yaml}: not a kubeconfig (TypeError: "),
+        ({"KUBECONFIG": str(tmp_path / "absent")}, "error: load kubeconfig: "),
+    ]  # fmt: skip
+    for env, said in cases:
+        out, err = io.StringIO(), io.StringIO()
+        code = cli.main([command], env=env, out=out, err=err)
+        assert (code, out.getvalue()) == (1, ""), env
+        assert err.getvalue().startswith(said), err.getvalue()
+        assert err.getvalue().count("\n") == 1, err.getvalue()
+
+
+def test_an_unreachable_api_server_says_why(tmp_path: Path) -> None:
+    """Refused at once, said as refused (not "timeout after 30s"); the sweep's own failure is
+    shown on the terminal, not lost as a bare log message."""
+    from bench.loadgen import free_port
+
+    config = kubeconfig_for(tmp_path / "config", f"https://127.0.0.1:{free_port()}")
+    refused = "list configmaps cocoon-system: cannot connect: [Errno 111] Connection refused"
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["res", "-A"], env={"KUBECONFIG": config}, out=out, err=err) == 1
+    assert err.getvalue() == f"error: {refused}\n"
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["sweep"], env={"KUBECONFIG": config}, out=out, err=err) == 1
+    assert err.getvalue() == (
+        f"error: configmap list failed (error={refused})\n"
+        "error: sweep failed: the affinity ConfigMaps could not be listed\n"
+    )
+
+
 # --- release -------------------------------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from tests.cluster import add_node, add_running_pod, cocoon_pod
 from tests.control_plane.launcher import ControlPlane
 from tests.control_plane.nodes import lift_not_ready_taint
 from tests.control_plane.pytest_plugin import running
+from tests.helpers import kubeconfig_for
 from tests.kube_emulator.launcher import EmulatorProcess
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -316,16 +317,6 @@ def test_bad_arguments_and_api_errors_get_one_line(backend: Any, seeded: Any) ->
     assert code == 1
     assert err.startswith("error: list configmaps cocoon-system: 503 ServiceUnavailable")
     assert err.count("\n") == 1
-
-
-def kubeconfig_for(path: Path, server: str) -> str:
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": server}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-    }))  # fmt: skip
-    return str(path)
 
 
 @pytest.mark.parametrize("command", ["res", "pools", "sweep"])

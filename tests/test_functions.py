@@ -24,7 +24,7 @@ from common import runtime
 from common.models import EnvelopeError, parse_review
 from tests.cluster import cocoon_pod, pod_review
 from tests.functions_app import ROOT, function_client
-from tests.helpers import admission_count, response_of, review, scale, workload
+from tests.helpers import admission_count, kubeconfig_for, response_of, review, scale, workload
 from tests.test_offload import large_review
 from tests.test_server_bounds import descendants, running
 
@@ -168,15 +168,9 @@ def test_ready_without_an_api_server_which_the_metrics_show(
 ) -> None:
     """An unreachable API must not take a replica out of rotation (docs/operations.md), except
     a mutate replica that never synced its caches."""
-    kubeconfig = tmp_path / "config"
     port = free_port()  # nothing listens there
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-    }))  # fmt: skip
-    with function_client(target, KUBECONFIG=str(kubeconfig)) as client:
+    kubeconfig = kubeconfig_for(tmp_path / "config", f"http://127.0.0.1:{port}")
+    with function_client(target, KUBECONFIG=kubeconfig) as client:
         response = client.get("/readyz")
         assert (response.status_code, response.text) == readiness
         # The probe /readyz started in the background finds the API unreachable.

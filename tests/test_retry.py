@@ -3,7 +3,6 @@ reaches the caller as itself, with its Retry-After, rather than being retried by
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from common.decisions.retry import (
 )
 from common.kube import ClientKubeApi, Conflict, KubeError, NotFound, Unreachable
 from common.retry import DeadlineExceeded, Retrier, Tries
+from tests.helpers import kubeconfig_for
 
 
 @pytest.mark.parametrize(
@@ -173,16 +173,6 @@ def test_the_client_hands_429_and_retry_after_to_the_caller(emulator: Any) -> No
         kube.get_configmap("cocoon-system", "x", 5)
     assert (failed.value.status, failed.value.retry_after) == (500, None)
     assert [r["status"] for r in emulator.requests()] == [429, 503, 500]
-
-
-def kubeconfig_for(path: Any, server: str) -> str:
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": server}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-    }))  # fmt: skip
-    return str(path)
 
 
 @pytest.mark.parametrize(

@@ -115,3 +115,14 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 20) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def kubeconfig_for(path: Path, server: str) -> str:
+    """A kubeconfig at `path` for `server` with a token user; its path."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+    }))  # fmt: skip
+    return str(path)

@@ -751,7 +751,9 @@ def test_knative_functions_admit_only_the_ingress_activator_and_scraper(knative:
     assert namespaces_of(ingress) == set(EXCLUDED_NAMESPACES)
     assert namespaces_of(metrics) == {DEFAULT_CALLERS["scraperNamespace"]}
     assert metrics["from"][0]["podSelector"] == {"matchLabels": SCRAPER}
-    assert metrics["ports"] == [{"port": 8012, "protocol": "TCP"}]  # queue-proxy's HTTP port
+    # The user container's port, where the PodMonitor scrapes (test_monitoring.py): past
+    # queue-proxy, whose 8012 would count scrapes as requests.
+    assert metrics["ports"] == [{"port": 8080, "protocol": "TCP"}]
 
 
 def test_reaper_tick_pods_accept_no_traffic(knative: Index) -> None:

@@ -63,8 +63,8 @@ def run_tool(*argv: str, cwd: Path | None = None) -> str:
 # --- the component in both installs ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("install", INSTALLS)
-def test_component_builds_into_each_install(tmp_path: Path, install: str) -> None:
+def build_with_monitoring(tmp_path: Path, install: str) -> dict[str, list[dict[str, Any]]]:
+    """The install with the component, as an overlay of the operator's builds it; by kind."""
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(
@@ -86,6 +86,12 @@ def test_component_builds_into_each_install(tmp_path: Path, install: str) -> Non
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for doc in built:
         by_kind.setdefault(doc["kind"], []).append(doc)
+    return by_kind
+
+
+@pytest.mark.parametrize("install", INSTALLS)
+def test_component_builds_into_each_install(tmp_path: Path, install: str) -> None:
+    by_kind = build_with_monitoring(tmp_path, install)
     (rule,) = by_kind["PrometheusRule"]
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["metadata"]["namespace"] == "cocoon-system"
@@ -99,17 +105,58 @@ def test_component_builds_into_each_install(tmp_path: Path, install: str) -> Non
     assert {"PodMonitor", "ServiceMonitor"} <= set(by_kind)
 
 
-def test_the_service_monitor_selects_the_standalone_metrics_port() -> None:
-    monitors = list(yaml.safe_load_all((prometheus.MONITORING / "monitors.yaml").read_text()))
-    service = yaml.safe_load((ROOT / "knative" / "standalone" / "service.yaml").read_text())
-    (monitor,) = [m for m in monitors if m["kind"] == "ServiceMonitor"]
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["spec"]["selector"].items()
-    ports = {p["name"] for p in service["spec"]["ports"]}
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
-    services = list(yaml.safe_load_all((ROOT / "knative" / "services.yaml").read_text()))
-    names = {s["metadata"]["name"] for s in services if s and s["kind"] == "Service"}
-    (pods,) = [m for m in monitors if m["kind"] == "PodMonitor"]
-    assert set(pods["spec"]["selector"]["matchExpressions"][0]["values"]) == names
+def scraper_ports(policy: dict[str, Any]) -> set[int | str]:
+    """The ports a NetworkPolicy admits the Prometheus pods to."""
+    return {
+        port["port"]
+        for rule in policy["spec"]["ingress"]
+        if any(peer.get("podSelector") == {"matchLabels": SCRAPER} for peer in rule["from"])
+        for port in rule["ports"]
+    }
+
+
+SCRAPER = {"app.kubernetes.io/name": "prometheus"}
+
+
+def test_the_service_monitor_reaches_the_standalone_metrics_port(tmp_path: Path) -> None:
+    """The Prometheus Operator matches a ServiceMonitor's selector against Services' own labels,
+    and the scrape must pass the install's NetworkPolicy. The Service once lacked the component
+    label, so the monitor selected nothing."""
+    by_kind = build_with_monitoring(tmp_path, "standalone")
+    (monitor,) = by_kind["ServiceMonitor"]
+    (service,) = [s for s in by_kind["Service"] if s["metadata"]["name"] == "cocoon-webhook"]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    target = ports[endpoint["port"]]["targetPort"]
+    (deployment,) = by_kind["Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert target in {p["name"] for p in container["ports"]}
+    (policy,) = by_kind["NetworkPolicy"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert target in scraper_ports(policy)
+
+
+def test_the_pod_monitor_reaches_the_functions_past_their_network_policy(tmp_path: Path) -> None:
+    """The PodMonitor scrapes `user-port`, the name Knative gives the user container's port in
+    each pod; the functions' NetworkPolicy must admit the scraper to that port (it admitted
+    queue-proxy's 8012 instead, so every scrape was dropped)."""
+    by_kind = build_with_monitoring(tmp_path, "knative")
+    (monitor,) = by_kind["PodMonitor"]
+    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["user-port"]
+    services = [s for s in by_kind["Service"] if s["apiVersion"] == "serving.knative.dev/v1"]
+    names = {s["metadata"]["name"] for s in services}
+    assert set(monitor["spec"]["selector"]["matchExpressions"][0]["values"]) == names
+    (policy,) = [p for p in by_kind["NetworkPolicy"] if p["metadata"]["name"] == "cocoon-functions"]
+    for service in services:
+        (container,) = service["spec"]["template"]["spec"]["containers"]
+        (port,) = container["ports"]
+        assert scraper_ports(policy) == {port["containerPort"]}, service["metadata"]["name"]
 
 
 # --- promtool ------------------------------------------------------------------------------------

@@ -25,12 +25,16 @@ _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 ROOT_LOGGER = "cocoon_webhook"
 
 
+def timestamp(seconds: float) -> str:
+    """RFC 3339 UTC to the millisecond, as every log line of ours carries it."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": timestamp(record.created),
             "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
             "msg": record.getMessage(),
         }

@@ -14,9 +14,9 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
@@ -35,7 +35,7 @@ from common.endpoints import (
 )
 from common.health import all_ready, always_ready, reporting
 from common.kube import ClientKubeApi, KubeApi
-from common.logs import setup_logging
+from common.logs import setup_logging, timestamp
 from common.reap_target import serve_reap
 
 
@@ -56,7 +56,7 @@ class Process:
             loaded = load_settings()
         except ConfigError as exc:
             # One line, not a traceback: this is what an operator reads in `kubectl logs`.
-            line = {"time": datetime.now(UTC).isoformat(), "level": "fatal", "msg": str(exc)}
+            line = {"time": timestamp(time.time()), "level": "fatal", "msg": str(exc)}
             print(json.dumps(line), flush=True)
             raise SystemExit(1) from None
         setup_logging(loaded.log_level)

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import itertools
 import json
+import re
 import signal
 import socket
 import ssl
@@ -596,6 +597,8 @@ def _start_fails(env: dict[str, str]) -> dict[str, Any]:
     assert len(exited.value.output) == 1, exited.value.output
     line = exited.value.logs[0]
     assert line["level"] == "fatal"
+    # The same time format as every other line (a bad setting's line once had its own).
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]), line["time"]
     return line
 
 

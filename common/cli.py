@@ -68,6 +68,9 @@ class Context:
     out: TextIO
     err: TextIO
     now: Callable[[], datetime]
+    # -n as given: release and unpin act on every namespace unless told otherwise, since a key
+    # or VM name names its namespace, and a retired node concerns them all.
+    scope: str | None = None
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -203,8 +206,11 @@ def cmd_release(ctx: Context, args: argparse.Namespace) -> int:
     )
     if args.configmap is not None:
         found = [r for r in found if r.configmap == args.configmap]
+    if ctx.scope is not None:
+        found = operator.select(found, namespace=ctx.scope)
     if not found:
-        raise CliError(f"no reservation {args.key or 'with VM ' + args.vm}")
+        where = f" in namespace {ctx.scope}" if ctx.scope is not None else ""
+        raise CliError(f"no reservation {args.key or 'with VM ' + args.vm}{where}")
     if len(found) > 1:
         names = ", ".join(f"{r.pool}/{r.key} in {r.configmap}" for r in found)
         raise CliError(f"{len(found)} entries match ({names}); pick one with --configmap")
@@ -234,8 +240,10 @@ def _node_still_eligible(ctx: Context, node: str) -> str | None:
     return None
 
 
-def _unpin_plan(node: str, changed: list[str], data: dict[str, str]) -> dict[str, str]:
-    new, keys = operator.unpin(data, node)
+def _unpin_plan(
+    node: str, namespace: str | None, changed: list[str], data: dict[str, str]
+) -> dict[str, str]:
+    new, keys = operator.unpin(data, node, namespace)
     changed[:] = keys
     return new
 
@@ -244,9 +252,10 @@ def cmd_unpin(ctx: Context, args: argparse.Namespace) -> int:
     node = args.node
     now = ctx.now()
     configmaps = affinity_configmaps(ctx.kube, args.pool)
-    pinned = operator.select(judged_rows(ctx, configmaps, now), node=node)
+    pinned = operator.select(judged_rows(ctx, configmaps, now), node=node, namespace=ctx.scope)
     if not pinned:
-        ctx.out.write(f"no reservation is pinned to node {node}\n")
+        where = f" in namespace {ctx.scope}" if ctx.scope is not None else ""
+        ctx.out.write(f"no reservation{where} is pinned to node {node}\n")
         return 0
     # Said first and loudly: unpinning moves no data, and this is what operators get wrong.
     ctx.err.write(
@@ -268,7 +277,8 @@ def cmd_unpin(ctx: Context, args: argparse.Namespace) -> int:
     for name in sorted({r.configmap for r in pinned}):
         # The keys of the plan that was written: a retry after a 409 may unpin more.
         changed: list[str] = []
-        result = guarded_write(ctx.kube, name, functools.partial(_unpin_plan, node, changed))
+        plan = functools.partial(_unpin_plan, node, ctx.scope, changed)
+        result = guarded_write(ctx.kube, name, plan)
         if isinstance(result, operator.Stop):
             ctx.err.write(f"{name}: {result.reason}\n")
             continue
@@ -306,7 +316,12 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--kubeconfig", help="kubeconfig path(s); default $KUBECONFIG")
     common.add_argument("--context", help="the kubeconfig context to use")
     scope = common.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", help="only entries of pods in this namespace")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        help="only entries of pods in this namespace (default: the context's for reservations; "
+        "every namespace for release and unpin unless given)",
+    )
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="entries of every namespace"
     )
@@ -437,6 +452,7 @@ def _run(
             out=out,
             err=err,
             now=now,
+            scope=getattr(args, "namespace", None) or None,
         )
         for name in ("pool", "key", "vm", "node", "state"):
             setattr(args, name, getattr(args, name, None))

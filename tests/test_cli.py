@@ -551,6 +551,24 @@ def test_unpin_clears_only_the_node(backend: Any, seeded: Any) -> None:
     assert replacement.reservation.node == "cocoon-c"
 
 
+@pytest.mark.parametrize("backend", ["emulator"], indirect=True)
+def test_an_explicit_namespace_scopes_release_and_unpin(backend: Any, seeded: Any) -> None:
+    """`-n` was accepted and ignored: `-n team-a unpin --node gpu-1` unpinned another
+    namespace's VM. Without -n both still act on every namespace (a retired node concerns all)."""
+    gpu = data_of(seeded, "cocoon-affinity-gpu")
+    code, out, _ = run(backend, "-n", "team-a", "unpin", "--node", "gpu-1")
+    assert (code, out) == (0, "no reservation in namespace team-a is pinned to node gpu-1\n")
+    code, _, err = run(backend, "release", "-n", "team-a", "--vm", "vk-default-trainer", "--force")
+    assert (code, err) == (
+        1, "error: no reservation with VM vk-default-trainer in namespace team-a\n"
+    )  # fmt: skip
+    assert data_of(seeded, "cocoon-affinity-gpu") == gpu
+    seeded.patch_node("gpu-1", {"spec": {"unschedulable": True}})
+    code, out, _ = run(backend, "unpin", "-n", "default", "--node", "gpu-1")
+    assert code == 0 and out.endswith("unpinned 1 entries from node gpu-1\n")
+    assert decode(data_of(seeded, "cocoon-affinity-gpu")["default._pod.trainer"]).node == ""
+
+
 def test_unpin_racing_mutate_loses_nothing_and_misses_nothing(backend: Any, seeded: Any) -> None:
     # mutate pins the first pod to cocoon-a (the only Ready, schedulable node) between the
     # command's read and its PUT; the command's retry must unpin that one too.

@@ -259,8 +259,11 @@ def release(data: Mapping[str, str], key: str, seen: str) -> dict[str, str] | St
     return {k: v for k, v in data.items() if k != key}
 
 
-def unpin(data: Mapping[str, str], node: str) -> tuple[dict[str, str], list[str]]:
-    """The data with `node` cleared from every entry pinned to it, and those entries' keys.
+def unpin(
+    data: Mapping[str, str], node: str, namespace: str | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """The data with `node` cleared from every entry pinned to it (of pods in `namespace`, when
+    given), and those entries' keys.
 
     Only `node` changes: the VM name, slot and claim stay, so the replacement pod keeps its
     identity and mutate places it anew (an entry without a node has no sticky node).
@@ -268,7 +271,11 @@ def unpin(data: Mapping[str, str], node: str) -> tuple[dict[str, str], list[str]
     out = dict(data)
     changed: list[str] = []
     for key, entry in read_entries(data).items():
-        if isinstance(entry, Reservation) and entry.node == node:
+        if (
+            isinstance(entry, Reservation)
+            and entry.node == node
+            and (namespace is None or entry.namespace == namespace)
+        ):
             out[key] = encode(replace(entry, node=""))
             changed.append(key)
     return out, sorted(changed)

@@ -311,6 +311,32 @@ def cmd_sweep(ctx: Context, args: argparse.Namespace) -> int:
 # --- the command line ----------------------------------------------------------------------------
 
 
+def add_dry_run(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--dry-run", action="store_true", help=f"{what} (also --dry-run=client)")
+
+
+# kubectl's spelling: --dry-run=client|server|none. pflag takes a value only after `=`, so
+# `release --dry-run KEY` stays a flag and a key, which an optional argparse value would eat.
+DRY_RUN_VALUES = {"client": True, "server": True, "true": True, "none": False, "false": False}
+
+
+def kubectl_dry_run(argv: Sequence[str], top: argparse.ArgumentParser) -> list[str]:
+    """`argv` with `--dry-run=<value>` as the plain flag, or without it for `none`."""
+    out: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "--":  # what follows is positional
+            return out + list(argv[index:])
+        flag, eq, value = arg.partition("=")
+        if flag == "--dry-run" and eq:
+            if value not in DRY_RUN_VALUES:
+                top.error(f'invalid --dry-run "{value}": want none, client or server')
+            if DRY_RUN_VALUES[value]:
+                out.append(flag)
+        else:
+            out.append(arg)
+    return out
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--kubeconfig", help="kubeconfig path(s); default $KUBECONFIG")
@@ -354,20 +380,20 @@ def parser() -> argparse.ArgumentParser:
     release.add_argument("--vm", help="the entry holding this VM name instead of a key")
     release.add_argument("--configmap", help="where the same entry sits in two ConfigMaps")
     release.add_argument("--force", action="store_true", help="even if its pod is live")
-    release.add_argument("--dry-run", action="store_true", help="show it, change nothing")
+    add_dry_run(release, "show it, change nothing")
     release.set_defaults(run=cmd_release)
 
     unpin = commands.add_parser(
         "unpin", parents=[common], help="clear a retired node from its entries"
     )
     unpin.add_argument("--node", required=True, help="the node to clear")
-    unpin.add_argument("--dry-run", action="store_true", help="show what changes, change nothing")
+    add_dry_run(unpin, "show what changes, change nothing")
     unpin.set_defaults(run=cmd_unpin)
 
     sweep_cmd = commands.add_parser(
         "sweep", parents=[common], help="one reaper sweep from here, printing its summary"
     )
-    sweep_cmd.add_argument("--dry-run", action="store_true", help="judge, write nothing")
+    add_dry_run(sweep_cmd, "judge, write nothing")
     sweep_cmd.set_defaults(run=cmd_sweep)
     return top
 
@@ -418,7 +444,8 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     env = dict(os.environ) if env is None else env
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(kubectl_dry_run(sys.argv[1:] if argv is None else argv, top))
     with _logging_to(err):
         return _run(args, kube, env, out, err, now)
 

@@ -404,6 +404,24 @@ def test_release_by_vm_name_and_dry_run(backend: Any, seeded: Any) -> None:
     assert data_of(seeded, "cocoon-affinity-default-1") == spare
 
 
+@pytest.mark.parametrize("backend", ["emulator"], indirect=True)
+def test_dry_run_in_kubectl_spelling(backend: Any, seeded: Any) -> None:
+    """`--dry-run=client|server` as kubectl takes it (it was refused with exit 2); a bare
+    `--dry-run` before the key stays a flag."""
+    before = data_of(seeded, "cocoon-affinity-default")
+    for argv in (["--dry-run=client", "team-a._pod.solo"], ["--dry-run", "team-a._pod.solo"],
+                 ["team-a._pod.solo", "--dry-run=server"]):  # fmt: skip
+        code, out, _ = run(backend, "release", *argv)
+        assert code == 0 and out.startswith("would release default/team-a._pod.solo"), argv
+    assert data_of(seeded, "cocoon-affinity-default") == before
+    with pytest.raises(SystemExit) as refused:
+        run(backend, "release", "team-a._pod.solo", "--dry-run=maybe")
+    assert refused.value.code == 2
+    code, out, _ = run(backend, "release", "team-a._pod.solo", "--dry-run=none")
+    assert code == 0 and out.startswith("released default/team-a._pod.solo")
+    assert "team-a._pod.solo" not in data_of(seeded, "cocoon-affinity-default")
+
+
 class Interleaved:
     """A KubeApi that runs `before_put` just before its first ConfigMap PUT: a webhook writing
     between the command's read and its write, the window the resourceVersion guard covers."""

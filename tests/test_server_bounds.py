@@ -34,6 +34,7 @@ from tests.kube_emulator.launcher import EmulatorProcess
 from tests.pki import issue, make_ca
 from tests.test_hostile_bodies import bodies as hostile_bodies
 
+ADMISSION_PATHS = ("/mutate", "/validate", "/validate-cocoonset", "/validate-cocoonhibernation")
 CLOSE_WAIT_S = 30.0  # far above any bound below: only a server that never closes fails
 SHORT = {"REQUEST_HEAD_TIMEOUT": "1s", "REQUEST_BODY_TIMEOUT": "1s", "IDLE_TIMEOUT": "1s"}
 
@@ -182,12 +183,25 @@ def test_metrics_listener_is_bounded_too(short: tuple[int, int]) -> None:
 
 def test_too_deep_review_is_400(pki: Pki, short: tuple[int, int]) -> None:
     body = b'{"request":' + b"[" * (MAX_DEPTH + 10) + b"]" * (MAX_DEPTH + 10) + b"}"
-    for path in ("/mutate", "/validate", "/validate-cocoonset"):
+    for path in ADMISSION_PATHS:
         with tls(pki, short[0]) as sock:
             sock.sendall(request(path, body))
             status, reply = read_reply(sock)
             assert (status, reply) == (400, b"decode admission review: "
                                              b"JSON nested deeper than 256 levels")  # fmt: skip
+
+
+def test_lone_surrogate_in_a_reply_is_not_a_500(pki: Pki, short: tuple[int, int]) -> None:
+    # Echoed in the 400 reason, it could not be encoded: 500 and a traceback in the log.
+    body = b'{"apiVersion":"v1\\ud800","kind":"AdmissionReview"}'
+    for path in ADMISSION_PATHS:
+        with tls(pki, short[0]) as sock:
+            sock.sendall(request(path, body))
+            status, reply = read_reply(sock)
+        assert (status, reply.decode()) == (
+            400, 'unsupported admission review "v1\ufffd" "AdmissionReview": '
+                 "want admission.k8s.io/v1 AdmissionReview"
+        )  # fmt: skip
 
 
 def test_connections_over_the_cap_are_refused(cluster: EmulatorProcess, pki: Pki) -> None:
@@ -338,7 +352,7 @@ def test_bad_client_ca_stops_the_start(cluster: EmulatorProcess, pki: Pki, tmp_p
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=hostile_bodies, path=st.sampled_from(["/mutate", "/validate", "/validate-cocoonset"]))
+@given(body=hostile_bodies, path=st.sampled_from(ADMISSION_PATHS))
 def test_fuzzed_reviews_get_an_answer_from_the_server(
     pki: Pki, short: tuple[int, int], body: bytes, path: str
 ) -> None:

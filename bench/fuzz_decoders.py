@@ -34,15 +34,19 @@ with atheris.instrument_imports(include=["common"]):
     from common.pod import decode_pod
     from common.reap_target import NotACloudEvent, parse_event
     from common.reservation import MalformedEntry, decode
-    from common.verdict import Verdict, allow
+    from common.verdict import Verdict, allow, deny
 
 
 def _envelope(data: bytes) -> None:
     try:
         request = parse_review(data)
-    except EnvelopeError:
+    except EnvelopeError as exc:
+        str(exc).encode("utf-8")  # the 400 reply's body: it may quote the input
         return
     encode_response(request.uid, allow())
+    # A denial names the request's fields (validate: "<namespace>/<name>"): they must encode.
+    described = f"{request.kind.kind} {request.namespace}/{request.name} {request.operation}"
+    encode_response(request.uid, deny(described))
 
 
 def _json(data: bytes) -> Any:
@@ -128,9 +132,12 @@ def seed_corpus() -> Path:
     seeds = [
         (0, reviews["validate"]),
         (0, reviews["validate_cocoonset"]),
+        (0, b'{"apiVersion":"admission.k8s.io/v1\\ud800","kind":"AdmissionReview"}'),
         (1, json.dumps(cocoon_pod(name="p", rs="demo-6d4b7c9f8")).encode()),
         (2, json.dumps(json.loads(reviews["validate"])["request"]["object"]).encode()),
         (3, json.dumps(json.loads(reviews["validate_cocoonset"])["request"]["object"]).encode()),
+        # A lone surrogate escape in a value a denial quotes (Go decodes it to U+FFFD).
+        (3, b'{"spec":{"agent":{"image":"i","mode":"x\\ud800"}}}'),
         (4, b'{"pool":"default","namespace":"ns","deployment":"d","slot":1,"vmName":"vk-ns-d-1",'
             b'"pod":"d-1","node":"n","updatedAt":"2026-01-01T00:00:00.123456789Z"}'),
         (5, b'{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"dryRun":true}}'),

@@ -1234,3 +1234,42 @@ def test_services_load_functions_from_the_image_path(knative: Index) -> None:
         assert env["FUNCTION_SOURCE"] == f"{destination}/{env['FUNCTION_TARGET']}.py"
         # Knative reserves PORT (and sets it from the container port).
         assert "PORT" not in env
+
+
+# Short names the switch commands of docs/deploy.md use, as kubectl resolves them.
+KUBECTL_KINDS = {
+    "ksvc": "Service",
+    "domainmapping": "DomainMapping",
+    "cronjob": "CronJob",
+    "serviceaccount": "ServiceAccount",
+    "networkpolicy": "NetworkPolicy",
+    "poddisruptionbudget": "PodDisruptionBudget",
+    "clusterdomainclaim": "ClusterDomainClaim",
+}
+
+
+def test_the_switch_to_standalone_removes_every_knative_only_object(
+    knative: Index, standalone: Index
+) -> None:
+    """docs/deploy.md's commands for moving to the standalone install delete what only the Knative
+    install applied (they left its NetworkPolicies and PodDisruptionBudgets behind)."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    block = text.split("use option D, the standalone install.", 1)[1].split("```sh", 1)[1]
+    block = block.split("```", 1)[0].replace("\\\n", " ")
+    deleted: set[tuple[str, str, str]] = set()
+    everything: set[str] = set()
+    for line in block.splitlines():
+        words = line.split()
+        if "delete" not in words:
+            continue
+        namespace = words[words.index("-n") + 1] if "-n" in words else ""
+        kind, *names = words[words.index("delete") + 1 :]
+        if names == ["--all"]:
+            everything.add(KUBECTL_KINDS[kind])
+            continue
+        for name in names:
+            host = name.replace("<domain>", "cocoon-webhook.internal")
+            deleted.add((KUBECTL_KINDS[kind], namespace, host))
+    only_knative = knative.by_key.keys() - standalone.by_key.keys()
+    assert {key for key in only_knative if key[0] not in everything} == deleted
+    assert everything <= {key[0] for key in only_knative}

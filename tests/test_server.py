@@ -536,8 +536,9 @@ def test_reviews_sent_through_a_sigterm_are_all_answered(
     """SIGTERM arrives while the pod's endpoints are still being removed: for SHUTDOWN_DELAY the
     server keeps accepting and answering on new connections (readiness already 503), then closes.
     """
-    delay = 4.0
-    env = server_env(cluster.kubeconfig, pki, SHUTDOWN_DELAY="4s")
+    # Reviews go out for the first 2 s of a 10 s delay: the margin is for a loaded machine, where
+    # one round trip can take seconds.
+    env = server_env(cluster.kubeconfig, pki, SHUTDOWN_DELAY="10s")
     deny = review(workload(1, cocoon=True), workload(3, cocoon=True))
     allow = review(workload(3), workload(1))
     with running(env, pki) as live:
@@ -545,18 +546,17 @@ def test_reviews_sent_through_a_sigterm_are_all_answered(
         signalled = time.monotonic()
         live.process.process.send_signal(signal.SIGTERM)
         stopping = live.process.wait_for_log(lambda e: e["msg"] == "stopping", 5)
-        # Half the delay: the server closes no earlier than `delay` after it got the signal.
+        ready = live.https("GET", "/readyz")
         answered = []
         for index in itertools.count():
-            if time.monotonic() - signalled >= delay / 2:
+            if index >= 2 and time.monotonic() - signalled >= 2.0:
                 break
             body = deny if index % 2 else allow
             answered.append((index, _admission(live.https("POST", "/validate", body))))
-        ready = live.https("GET", "/readyz")
         closing = live.process.wait_for_log(lambda e: e["msg"] == "closing listeners", 30)
         code = live.process.process.wait(SHUTDOWN_GRACE_S + 5)
     assert code == 0
-    assert stopping["closeIn"] == "4s"
+    assert stopping["closeIn"] == "10s"
     assert ready[0::2] == (503, b"not ready: shutting down")
     assert closing["inFlight"] == 0
     assert len(answered) >= 2, "no review was sent during the delay"

@@ -3,13 +3,16 @@ mid-burst, and a ConfigMap deleted while cached (issue 10's "must stay true").
 
 The API server's part is played as in the race tests: each admitted pod is stored with its
 patch as soon as its answer arrives, so the pod caches have real pods to (fail to) see. Watches
-are short here (CACHE_MAX_SILENCE=2s: about a second each), so scripted watch faults land in
-the middle of a burst rather than after it.
+are short here (CACHE_MAX_SILENCE=2s: about a second each), but a burst is shorter still: a
+fault set just before it would only meet the watches opened after it. So each burst waits,
+halfway, until the fault has met every process's watches (`burst_under_fault`).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,12 +32,26 @@ from tests.test_mutate_races import (
 )
 
 BURST = 60
+WATCHED = ("/api/v1/pods", "/api/v1/namespaces/cocoon-system/configmaps")
+CACHES = ("pods", "configmaps")
+# Each fault stays set for the whole burst (cleared after it). A watch lasts about a second here,
+# longer than a burst takes, so the burst is admitted in two halves: the second half waits until
+# the fault has met a watch of every process (see `landed`), so it provably runs on disturbed
+# caches, while the first half's chunks run as the faults start to land.
 FAULTS = {
     # every event of every pods and ConfigMap watch held back: the caches lag by seconds
     "delayed events": {"watch": "delay", "delay": 0.05, "times": 1000},
-    "watch dropped mid-burst": {"watch": "drop", "after": 5, "times": 6},
-    "410 mid-burst": {"watch": "gone", "times": 6},
+    "watch dropped mid-burst": {"watch": "drop", "after": 5, "times": 1000},
+    "410 mid-burst": {"watch": "gone", "times": 1000},
 }
+# What each process counts when one of its watches meets the fault; None: not countable per
+# process (a delayed watch only lags).
+LANDED_BY = {
+    "delayed events": None,
+    "watch dropped mid-burst": "cocoon_webhook_cache_watch_failures_total",
+    "410 mid-burst": "cocoon_webhook_cache_relists_total",
+}
+CHUNK = 6
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +82,55 @@ def admit_and_store(processes: list[MutateProcess], core: Any, pods: list[dict[s
         return list(pool.map(one, range(len(pods)), pods))
 
 
+def counted(process: MutateProcess, metric: str, cache: str) -> float:
+    _, body = process.call("GET", "/metrics", b"")
+    found = re.search(rf'^{metric}{{cache="{cache}"}} (\S+)$', body.decode(), re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def landed(emulator: Any, processes: list[MutateProcess], fault: str,
+           before: dict[tuple[int, str], float]) -> bool:  # fmt: skip
+    """Whether the fault has met a pods watch and a ConfigMap watch of every process."""
+    metric = LANDED_BY[fault]
+    if metric is None:
+        # Every process re-opens each watch about once a second, and a delayed one lasts
+        # longer: three taken per process means every process has lagging watches by now.
+        left = {f["path"]: f["times"] for f in emulator.pending_faults()}
+        taken = [FAULTS[fault]["times"] - left.get(path, 0) for path in WATCHED]
+        return all(n >= 3 * len(processes) for n in taken)
+    return all(
+        counted(process, metric, cache) > before[i, cache]
+        for i, process in enumerate(processes)
+        for cache in CACHES
+    )
+
+
+def burst_under_fault(emulator: Any, processes: list[MutateProcess], core: Any, fault: str,
+                      pods: list[dict[str, Any]], first_uid: int) -> list[Any]:  # fmt: skip
+    """Admit `pods` while `fault` hits every pods and ConfigMap watch: the first half in
+    chunks as the fault starts to land, the second half once it has met every process."""
+    metric = LANDED_BY[fault]
+    before = {
+        (i, cache): counted(process, metric, cache) if metric else 0.0
+        for i, process in enumerate(processes)
+        for cache in CACHES
+    }
+    for path in WATCHED:
+        emulator.fault("GET", path, **FAULTS[fault])
+    half = len(pods) // 2
+    results: list[Any] = []
+    for start in range(0, half, CHUNK):
+        chunk = pods[start : min(start + CHUNK, half)]
+        results += admit_and_store(processes, core, chunk, first_uid + start)
+    deadline = time.monotonic() + 60
+    while not landed(emulator, processes, fault, before):
+        assert time.monotonic() < deadline, f"{fault}: never met every process's watches"
+        time.sleep(0.05)
+    results += admit_and_store(processes, core, pods[half:], first_uid + half)
+    emulator.clear_faults()
+    return results
+
+
 def live_pods(core: Any) -> dict[str, str]:
     """Pod name → VM name of every pod in `ns`."""
     return {
@@ -87,30 +153,25 @@ def assert_consistent(core: Any) -> None:
 def test_lagging_or_broken_watches_hand_out_nothing_twice(
     emulator: Any, core: Any, mutators: list[MutateProcess], fault: str
 ) -> None:
-    for path in ("/api/v1/pods", "/api/v1/namespaces/cocoon-system/configmaps"):
-        emulator.fault("GET", path, **FAULTS[fault])
-
     # A burst of new replicas: dense, distinct slots while every cache is behind.
-    names = vm_names(admit_and_store(mutators, core, [cocoon_pod(rs=RS) for _ in range(BURST)]))
+    pods = [cocoon_pod(rs=RS) for _ in range(BURST)]
+    names = vm_names(burst_under_fault(emulator, mutators, core, fault, pods, 0))
     assert sorted(names) == sorted(f"vk-ns-demo-{slot}" for slot in range(BURST))
     assert_consistent(core)
 
     # Later, with the claims aged out (as after the in-flight window) once the caches have seen
     # every pod: a third of the pods go, and replacements plus new replicas arrive at once,
-    # while the caches again lag behind the deletions and the new pods.
+    # while the caches again lag behind (or lose) the deletions and the new pods.
     for process in mutators:
         wait_metric(process, "pods", BURST)
     data = affinity_data(core)
     aged = {k: json.dumps({**json.loads(v), "updatedAt": "2020-01-01T00:00:00Z"},
                           separators=(",", ":")) for k, v in data.items()}  # fmt: skip
     core.patch_namespaced_config_map(AFFINITY[1], AFFINITY[0], {"data": aged})
-    for path in ("/api/v1/pods", "/api/v1/namespaces/cocoon-system/configmaps"):
-        emulator.fault("GET", path, **FAULTS[fault])
     for name in sorted(live_pods(core))[: BURST // 3]:
         core.delete_namespaced_pod(name, "ns", grace_period_seconds=0)
-    results = admit_and_store(mutators, core, [cocoon_pod(rs=RS) for _ in range(BURST // 2)],
-                              first_uid=BURST)  # fmt: skip
-    vm_names(results)  # each one reserved (no fail-open warning)
+    pods = [cocoon_pod(rs=RS) for _ in range(BURST // 2)]
+    vm_names(burst_under_fault(emulator, mutators, core, fault, pods, BURST))  # all reserved
     assert_consistent(core)
     assert len(live_pods(core)) == BURST - BURST // 3 + BURST // 2
 

@@ -3,7 +3,8 @@
 One `Reflector` type serves all three, as client-go's does: a paginated LIST (`limit` +
 `continue`), then a WATCH from the list's resourceVersion with bookmarks. A 410 Gone (the
 version was compacted) relists; a watch that fails or drops resumes from the last version seen,
-with backoff while it keeps failing; a watch the server ends on its timeout resumes at once.
+with backoff while it keeps failing (410s with nothing heard between them included); a watch
+the server ends on its timeout resumes at once. Nothing ends the thread but `stop`.
 
 A cache is advisory. The affinity write stays guarded by resourceVersion, and a pod admitted but
 not yet seen by the pod cache is still counted through its in-flight claim, so a cache that lags
@@ -265,6 +266,7 @@ class Reflector:
         self._heard_at: float | None = None
         self._thread: threading.Thread | None = None
         self.relists = 0
+        self.events = 0  # events applied, bookmarks included: the watch made progress
         self._objects = CACHE_OBJECTS.labels(cache=name)
         self.version = ""  # the resourceVersion the next watch starts from; "" = LIST first
 
@@ -297,29 +299,48 @@ class Reflector:
         self._heard_at = self._monotonic()
 
     def _run(self) -> None:
-        failures = 0
+        failures = 0  # attempts in a row that ended in an error with no event heard meanwhile
         while not self._stop.is_set():
+            events_before = self.events
             try:
                 if not self.version:
                     self.version = self._list()
                 self._watch()
                 failures = 0
+                continue
             except Gone:
                 # Compacted past our version: only a fresh LIST tells what changed meanwhile.
-                _log.info("watch expired (410); relisting", extra={"cache": self.name})
                 CACHE_RELISTS.labels(cache=self.name).inc()
                 self.relists += 1
                 self.version = ""
+                gone, error = True, ""
             except KubeError as exc:
-                failures += 1
                 CACHE_WATCH_FAILURES.labels(cache=self.name).inc()
-                delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))
+                gone, error = False, str(exc)
+            except Exception as exc:  # an answer no API server should send: retry, never end
+                CACHE_WATCH_FAILURES.labels(cache=self.name).inc()
+                gone, error = False, f"{type(exc).__name__}: {exc}"
+            # A watch that delivered events was healthy until it ended: the backoff starts
+            # over. Errors with nothing heard in between back off, 410s included: a 410 right
+            # after each LIST would otherwise relist the whole collection in a tight loop.
+            failures = 1 if self.events != events_before else failures + 1
+            delay = 0.0 if gone and failures == 1 else self._backoff(failures)
+            if gone:
+                _log.info("watch expired (410); relisting",
+                          extra={"cache": self.name, "backoffS": round(delay, 3)})  # fmt: skip
+            else:
                 _log.warning(
                     "watch failed; resuming after backoff",
-                    extra={"cache": self.name, "error": str(exc),
+                    extra={"cache": self.name, "error": error,
                            "backoffS": round(delay, 3), "failures": failures},
                 )  # fmt: skip
-                self._stop.wait(delay * random.uniform(0.5, 1.0))
+            if delay:
+                self._stop.wait(delay)
+
+    @staticmethod
+    def _backoff(failures: int) -> float:
+        """Jittered to half, so replicas that failed together do not come back together."""
+        return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** (failures - 1)) * random.uniform(0.5, 1)
 
     def _list(self) -> str:
         """Every page, then the Index replaced at once: readers never see half a list."""
@@ -349,6 +370,7 @@ class Reflector:
             if self._stop.is_set():
                 break
             self._heard()
+            self.events += 1
             kind = event.get("type")
             obj = event.get("object")
             if not isinstance(obj, dict):

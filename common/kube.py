@@ -423,6 +423,8 @@ class ClientKubeApi:
         try:
             for event in watcher.stream(open_watch, timeout_seconds=timeout_s):
                 self._last_success = time.monotonic()
+                if not isinstance(event, dict):  # the client hands over a line that is not JSON
+                    raise Unreachable(f"{what}: a line of the stream is not a JSON event")
                 yield {"type": event.get("type", ""), "object": event.get("raw_object")}
         except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             if isinstance(exc, ValueError):  # a line that is not JSON: the stream broke

@@ -6,6 +6,7 @@ page, compaction (410), a dropped connection, a lagging stream, silence.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +15,7 @@ import kubernetes
 import pytest
 
 from common.cache import ClusterCaches, PodIndex, Reflector
-from common.kube import LIST_PAGE_SIZE, ClientKubeApi
+from common.kube import LIST_PAGE_SIZE, ClientKubeApi, Gone, ListPage
 from tests.cluster import add_node
 
 PODS = 2 * LIST_PAGE_SIZE + 37  # three pages
@@ -238,3 +239,61 @@ def test_a_forked_child_starts_caches_of_its_own(
         for reflector in parents:
             reflector.stop()
         caches.stop()
+
+
+class ScriptedKube:
+    """Just what a Reflector calls: LISTs of one empty page, and watches that play `script` in
+    turn (an exception to raise, or events to yield), then end quietly."""
+
+    def __init__(self, script: list[Exception | list[dict[str, Any]]]) -> None:
+        self.script = script
+        self.listed_at: list[float] = []
+        self.watches = 0
+
+    def list_page(self, collection: str, selector: str, token: str, timeout: float) -> ListPage:
+        self.listed_at.append(time.monotonic())
+        return ListPage([], str(len(self.listed_at)), "")
+
+    def watch(self, collection: str, selector: str, version: str, timeout_s: int
+              ) -> Iterator[dict[str, Any]]:  # fmt: skip
+        step = self.script[self.watches] if self.watches < len(self.script) else []
+        self.watches += 1
+        if isinstance(step, Exception):
+            raise step
+        yield from step
+        time.sleep(0.05)
+
+
+def test_a_reflector_outlives_what_no_api_server_should_send() -> None:
+    """An exception the client was not expected to raise (a bug, a line that is not an event)
+    counts as a failed watch; the thread goes on and the cache keeps following."""
+    added = {"type": "ADDED", "object": {"metadata": {"name": "p", "namespace": "ns",
+                                                      "resourceVersion": "5"}}}  # fmt: skip
+    kube = ScriptedKube([AttributeError("'NoneType' object has no attribute 'get'"), [added]])
+    index = PodIndex()
+    reflector = Reflector(kube, "scripted", "/api/v1/pods", "", index, watch_timeout_s=30)  # type: ignore[arg-type]
+    reflector.start()
+    try:
+        wait_for(lambda: len(index.in_namespace("ns")) == 1, "the pod after the failure")
+        assert reflector.version == "5" and reflector.relists == 0
+    finally:
+        reflector.stop()
+
+
+def test_410s_in_a_row_back_off_instead_of_relisting_in_a_loop() -> None:
+    """A 410 after a watch that heard events relists at once (compaction); 410s with nothing
+    heard in between (a server that expires every fresh LIST's version) wait, doubling: each
+    LIST may be the whole cluster's pods."""
+    gone = [Gone("watch /api/v1/pods: too old resource version", 410) for _ in range(4)]
+    kube = ScriptedKube(list(gone))
+    reflector = Reflector(kube, "scripted", "/api/v1/pods", "", PodIndex(), watch_timeout_s=30)  # type: ignore[arg-type]
+    reflector.start()
+    try:
+        wait_for(lambda: len(kube.listed_at) == 5, "four relists")
+        gaps = [b - a for a, b in itertools.pairwise(kube.listed_at)]
+        # Waits of 0, then 0.4, 0.8, 1.6 s jittered down to half at most.
+        for gap, least in zip(gaps[1:], (0.2, 0.4, 0.8), strict=True):
+            assert gap >= least, gaps
+        assert reflector.relists == 4
+    finally:
+        reflector.stop()

@@ -18,6 +18,7 @@ Everything goes through `KubeApi`; the threads start in the serving process, aft
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import threading
@@ -46,6 +47,13 @@ CACHE_RELISTS = Counter(
 )
 CACHE_WATCH_FAILURES = Counter(
     "cocoon_webhook_cache_watch_failures_total", "Watches that failed or dropped.", ["cache"]
+)
+CACHE_SILENCE = Gauge(
+    "cocoon_webhook_cache_last_event_age_seconds",
+    "Seconds since the API server last told the cache anything (an event, a bookmark, a LIST, "
+    "a watch it ended); NaN before the first LIST. mutate stops trusting it past "
+    "CACHE_MAX_SILENCE.",
+    ["cache"],
 )
 
 _log = get_logger("cache")
@@ -268,6 +276,9 @@ class Reflector:
         self.relists = 0
         self.events = 0  # events applied, bookmarks included: the watch made progress
         self._objects = CACHE_OBJECTS.labels(cache=name)
+        # Present from the start, so "not synced yet" is a 0 an alert can see, not a gap.
+        CACHE_SYNCED.labels(cache=name).set(0)
+        CACHE_SILENCE.labels(cache=name).set_function(self._silence_or_nan)
         self.version = ""  # the resourceVersion the next watch starts from; "" = LIST first
 
     @property
@@ -280,6 +291,10 @@ class Reflector:
     def silence_s(self) -> float | None:
         """Seconds since the API server last told this cache anything; None before the first."""
         return None if self._heard_at is None else self._monotonic() - self._heard_at
+
+    def _silence_or_nan(self) -> float:
+        silence = self.silence_s()
+        return math.nan if silence is None else silence
 
     def heard_within(self, limit_s: float) -> bool:
         silence = self.silence_s()

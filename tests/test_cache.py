@@ -7,12 +7,14 @@ page, compaction (410), a dropped connection, a lagging stream, silence.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import kubernetes
 import pytest
+from prometheus_client import REGISTRY
 
 from common.cache import ClusterCaches, PodIndex, Reflector
 from common.kube import LIST_PAGE_SIZE, ClientKubeApi, Gone, ListPage
@@ -52,6 +54,12 @@ def caches(kube: ClientKubeApi) -> Iterator[ClusterCaches]:
     made = ClusterCaches(kube, max_silence_s=5.0)
     yield made
     made.stop()
+
+
+def sample(name: str, **labels: str) -> float:
+    value = REGISTRY.get_sample_value(name, labels)
+    assert value is not None, f"no sample {name}{labels}"
+    return value
 
 
 def lists_of(emulator: Any, path: str) -> list[dict[str, str]]:
@@ -213,7 +221,12 @@ def test_readiness_waits_for_the_first_sync(emulator: Any, core: Any, kube: Clie
         ready, line = asyncio.run(caches.readiness())  # starts the caches
         assert not ready
         assert line.startswith("not ready: caches not synced yet (") and "nodes" in line
+        # What an operator sees meanwhile: not synced, never heard from.
+        assert sample("cocoon_webhook_cache_synced", cache="nodes") == 0
+        assert math.isnan(sample("cocoon_webhook_cache_last_event_age_seconds", cache="nodes"))
         wait_for(lambda: asyncio.run(caches.readiness())[0], "readiness")
+        assert sample("cocoon_webhook_cache_synced", cache="nodes") == 1
+        assert 0 <= sample("cocoon_webhook_cache_last_event_age_seconds", cache="nodes") < 5
     finally:
         caches.stop()
 

@@ -312,6 +312,15 @@ class AffinityStore:
     def _dry_run(self, ticket: _Ticket) -> Draft | Failed:
         """The same plan, from the same entries, with nothing written and no batch joined."""
         stored = self._read(ticket.home, ticket, ticket.cached)
+        pool = ticket.intent.pool
+        if ticket.home == affinity_configmap_name(pool) and stored is not None:
+            # Read directly, the home is not known yet: as a batch would (`_move_out`), go on
+            # to the identity's shard, or the plan would miss its entries there.
+            shards = shard_count(stored.annotations)
+            shard = home_shard(ticket.intent, shards, self._identities(stored))
+            if shard:
+                ticket.home = affinity_shard_name(pool, shard)
+                stored = self._read(ticket.home, ticket, ticket.cached)
         return self._plan(ticket, stored.data if stored else {})
 
     def _reserve(self, ticket: _Ticket) -> Draft | Failed:

@@ -222,3 +222,23 @@ def test_a_split_pool_served_from_the_caches(emulator: Any) -> None:
         assert abs(counts["cocoon-a"] - counts["cocoon-b"]) <= 1, counts
     finally:
         caches.stop()
+
+
+def test_a_dry_run_plans_in_the_identitys_shard_without_caches(kube: FakeKube) -> None:
+    """Read directly (no caches, or silent ones), a dry run finds the identity's home the way
+    the real admission does: past the first ConfigMap, into its shard."""
+    import time
+
+    store = AffinityStore(kube, WINDOW, clock=lambda: NOW)
+    for i in range(800):
+        reserve(store, intent(f"w-{i}"))
+    assert SHARDS_ANNOTATION in configmaps(kube)[ROOT].annotations
+    for i in range(2):
+        reserve(store, intent(rs="late-7b7c9d9d5f", name=f"late-{i}"))
+    (home,) = homes(kube)[("deployment", "ns", "late")]
+    assert home != ROOT
+    before = {name: dict(cm.data) for name, cm in configmaps(kube).items()}
+    planned = store.reserve(intent(rs="late-7b7c9d9d5f", name="late-2"), time.monotonic() + 30,
+                            dry_run=True)  # fmt: skip
+    assert isinstance(planned, Draft) and planned.key == "ns.late.2", planned
+    assert {name: dict(cm.data) for name, cm in configmaps(kube).items()} == before

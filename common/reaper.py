@@ -294,7 +294,15 @@ def _sweep_pool(
     grace = timedelta(seconds=settings.reaper_grace_s)
     context = {"pool": pool, "configmap": stored.name}
     changes: Changes | None = None
+    retried: tuple[ConfigMap, Mapping[str, str], Changes] | None = None
     for _ in range(MAX_ATTEMPTS):
+        if retried is not None and _landed(retried[0], stored):
+            # A retried PUT got a 409 because the first attempt had landed (its answer was
+            # lost): count what it removed, or those releases would never be counted at all.
+            update, before, landed = retried
+            metrics.record_pool_size(pool, stored.name, len(update.data), data_bytes(update.data))
+            return _finish(pool, before, landed, written=True)
+        retried = None
         metrics.record_pool_size(pool, stored.name, len(stored.data), data_bytes(stored.data))
         entries = read_entries(stored.data)
         pods = snapshots.fresh(needed_namespaces(entries, now, window))
@@ -313,11 +321,14 @@ def _sweep_pool(
             annotations=annotations,
             resource_version=stored.resource_version,
         )
+        puts = tries.spent
         try:
             calls.retrier.call(tries, partial(kube.replace_configmap, update))
         except Conflict:
             metrics.CONFLICTS_TOTAL.labels(pool=pool).inc()
             _log.debug("conflict; judging the fresh entries again", extra=context)
+            if tries.spent > puts:  # the 409 answered a retry: the first try may have landed
+                retried = (update, stored.data, changes)
         except NotFound:
             _log.info("configmap deleted during the sweep", extra=context)
             return _PoolResult()
@@ -339,6 +350,11 @@ def _sweep_pool(
             return _PoolResult(checked=len(changes.outcomes), errors=1)
     _log.warning("configmap not updated: too many conflicts", extra=context)
     return _PoolResult(checked=len(changes.outcomes) if changes else 0, errors=1)
+
+
+def _landed(update: ConfigMap, fresh: ConfigMap) -> bool:
+    """Whether `fresh` is what `update` wrote (a later writer would have changed something)."""
+    return fresh.data == update.data and fresh.annotations == update.annotations
 
 
 def _why(exc: Exception) -> str:

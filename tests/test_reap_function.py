@@ -375,3 +375,18 @@ def test_cronjob_tick_runs_a_sweep(emulator: Any, core: Any, tmp_path: Any) -> N
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_write_whose_answer_was_lost_still_counts_its_releases(
+    emulator: Any, core: Any, reap: TestClient
+) -> None:
+    """The PUT lands but its answer is lost: the retry gets a 409 and the re-read finds the
+    entry gone. The sweep removed it, so the summary and the metric say released, not 0."""
+    now = datetime.now(UTC)
+    write_entries(core, {"ns.demo.0": stale("gone", 0, now), "ns.demo.1": stale("gone", 1, now)})
+    before = releases()
+    emulator.fault("PUT", f"{CM_LIST_PATH}/*", lose_answer=True)
+    assert tick(reap) == summary_of(checked=2, released=2, retries=1)
+    assert affinity_data(core) == {}
+    assert releases() == before + 2
+    assert [s for m, _, s in calls(emulator) if m == "PUT"] == [200, 409]

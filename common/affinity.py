@@ -313,11 +313,16 @@ class AffinityStore:
         """The same plan, from the same entries, with nothing written and no batch joined."""
         stored = self._read(ticket.home, ticket, ticket.cached)
         pool = ticket.intent.pool
-        if ticket.home == affinity_configmap_name(pool) and stored is not None:
+        if ticket.home == affinity_configmap_name(pool):
             # Read directly, the home is not known yet: as a batch would (`_move_out`), go on
             # to the identity's shard, or the plan would miss its entries there.
-            shards = shard_count(stored.annotations)
-            shard = home_shard(ticket.intent, shards, self._identities(stored))
+            if stored is not None:
+                shards = shard_count(stored.annotations)
+                shard = home_shard(ticket.intent, shards, self._identities(stored))
+            elif self._shards_left(pool, ticket, ticket.cached):
+                shard = home_shard(ticket.intent, SHARDS, frozenset())
+            else:
+                shard = 0
             if shard:
                 ticket.home = affinity_shard_name(pool, shard)
                 stored = self._read(ticket.home, ticket, ticket.cached)
@@ -375,8 +380,13 @@ class AffinityStore:
                 if not pending:
                     return
                 stored = self._read(name, _Batch(pending), cached)
+                first = name == affinity_configmap_name(pool)
+                if first and stored is None and self._shards_left(pool, _Batch(pending), cached):
+                    self._mark_split(pool, _Batch(pending))
+                    cached = False
+                    continue  # re-read: the marked first ConfigMap sends tickets to shards
                 cached = False
-                if name == affinity_configmap_name(pool) and stored is not None:
+                if first and stored is not None:
                     if should_split(stored.annotations, data_bytes(stored.data)):
                         self._split(pool, stored, _Batch(pending))
                         continue  # re-read: planned on the split layout, or lost a race
@@ -463,6 +473,44 @@ class AffinityStore:
         except (Conflict, NotFound):
             return
         _log.info("pool split over several configmaps", extra={"pool": pool, "shards": SHARDS})
+        if self._caches is not None:
+            self._caches.configmaps.remember(written)
+
+    def _shards_left(self, pool: str, budget: Budget, cached: bool) -> bool:
+        """Whether the pool has shards although its first ConfigMap is missing (deleted, with
+        its split mark). Asked only when the first ConfigMap is missing: of the cache when it
+        said so (no request), else of the API (one LIST, once per new pool)."""
+        names = [affinity_shard_name(pool, shard) for shard in range(1, SHARDS)]
+        if cached:
+            assert self._caches is not None
+            return any(self._caches.configmaps.get(name) is not None for name in names)
+        selector = ",".join(f"{k}={v}" for k, v in affinity_labels(pool).items())
+        found = self._retrier.call(
+            budget,
+            lambda timeout: self._kube.list_configmaps(AFFINITY_NAMESPACE, selector, timeout),
+        )
+        return any(configmap.name in names for configmap in found)
+
+    def _mark_split(self, pool: str, budget: Budget) -> None:
+        """Create the pool's first ConfigMap again, empty and marked split: every identity of
+        a shard keeps its home there. Another replica creating it first is fine: the caller
+        re-reads either way."""
+        marked = ConfigMap(
+            name=affinity_configmap_name(pool),
+            namespace=AFFINITY_NAMESPACE,
+            labels=affinity_labels(pool),
+            annotations={SHARDS_ANNOTATION: str(SHARDS)},
+        )
+        try:
+            written = self._retrier.call(
+                budget, lambda timeout: self._kube.create_configmap(marked, timeout)
+            )
+        except AlreadyExists:
+            return
+        _log.warning(
+            "first configmap of a split pool was missing; created it again, marked split",
+            extra={"pool": pool, "shards": SHARDS},
+        )
         if self._caches is not None:
             self._caches.configmaps.remember(written)
 

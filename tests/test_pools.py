@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -181,11 +182,10 @@ def test_identities_of_entries(kube: Any) -> None:
     assert shards.identities({"ns.demo.0": value, "junk": "x"}) == {("deployment", "ns", "demo")}
 
 
-def test_a_split_pool_served_from_the_caches(emulator: Any) -> None:
-    """Against the emulator with the watch-fed caches: the split, one write per admission once
-    the caches know the layout, and picks balanced over the whole pool, not per shard."""
-    import time
-
+@pytest.fixture
+def cached(emulator: Any) -> Iterator[tuple[Any, Any, Any, AffinityStore]]:
+    """The emulator with two pool nodes, and a store reading through synced caches: (core API,
+    ClientKubeApi, caches, store)."""
     import kubernetes
 
     from common.cache import ClusterCaches
@@ -202,26 +202,37 @@ def test_a_split_pool_served_from_the_caches(emulator: Any) -> None:
     try:
         caches.ensure_started()
         assert caches.wait_synced(30)
-        drafts = []
-        for i in range(400):
-            drafts.append(reserve(store, intent(f"w-{i}")))
-            if i == 300:  # split long ago: wait until the cache has every shard it wrote
-                deadline = time.monotonic() + 10
-                while len(caches.configmaps) < len(kube.list_configmaps("cocoon-system", "", 5)):
-                    assert time.monotonic() < deadline
-                    time.sleep(0.01)
-                emulator.clear_requests()
-        writes = [r for r in emulator.requests() if r["query"].get("watch") != "true"]
-        assert all(r["method"] in ("PUT", "POST") for r in writes), writes
-        assert len(writes) == 99  # one per admission, nothing read
-        listed = {cm.name: cm for cm in kube.list_configmaps("cocoon-system", "", 5)}
-        assert listed[ROOT].annotations[SHARDS_ANNOTATION] == str(shards.SHARDS)
-        assert len(listed) == shards.SHARDS
-        # Every claim is in flight (an hour's window): the picks alternate over the pool.
-        counts = Counter(d.reservation.node for d in drafts)
-        assert abs(counts["cocoon-a"] - counts["cocoon-b"]) <= 1, counts
+        yield core, kube, caches, store
     finally:
         caches.stop()
+
+
+def test_a_split_pool_served_from_the_caches(
+    emulator: Any, cached: tuple[Any, Any, Any, AffinityStore]
+) -> None:
+    """Against the emulator with the watch-fed caches: the split, one write per admission once
+    the caches know the layout, and picks balanced over the whole pool, not per shard."""
+    import time
+
+    _, kube, caches, store = cached
+    drafts = []
+    for i in range(400):
+        drafts.append(reserve(store, intent(f"w-{i}")))
+        if i == 300:  # split long ago: wait until the cache has every shard it wrote
+            deadline = time.monotonic() + 10
+            while len(caches.configmaps) < len(kube.list_configmaps("cocoon-system", "", 5)):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            emulator.clear_requests()
+    writes = [r for r in emulator.requests() if r["query"].get("watch") != "true"]
+    assert all(r["method"] in ("PUT", "POST") for r in writes), writes
+    assert len(writes) == 99  # one per admission, nothing read
+    listed = {cm.name: cm for cm in kube.list_configmaps("cocoon-system", "", 5)}
+    assert listed[ROOT].annotations[SHARDS_ANNOTATION] == str(shards.SHARDS)
+    assert len(listed) == shards.SHARDS
+    # Every claim is in flight (an hour's window): the picks alternate over the pool.
+    counts = Counter(d.reservation.node for d in drafts)
+    assert abs(counts["cocoon-a"] - counts["cocoon-b"]) <= 1, counts
 
 
 def test_a_dry_run_plans_in_the_identitys_shard_without_caches(kube: FakeKube) -> None:
@@ -242,3 +253,56 @@ def test_a_dry_run_plans_in_the_identitys_shard_without_caches(kube: FakeKube) -
                             dry_run=True)  # fmt: skip
     assert isinstance(planned, Draft) and planned.key == "ns.late.2", planned
     assert {name: dict(cm.data) for name, cm in configmaps(kube).items()} == before
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_split_pool_whose_first_configmap_was_deleted_stays_split(
+    kube: FakeKube, dry_run: bool
+) -> None:
+    """Deleting the first ConfigMap (and its split mark) leaves the shards in place: an identity
+    living in a shard keeps its home there, or its next replica would be planned in a fresh
+    first ConfigMap, blind to the shard's claims, and get a VM name already handed out."""
+    import time
+
+    store = AffinityStore(kube, WINDOW, clock=lambda: NOW)
+    for i in range(800):
+        reserve(store, intent(f"w-{i}"))
+    for i in range(2):
+        reserve(store, intent(rs="late-7b7c9d9d5f", name=f"late-{i}"))
+    (home,) = homes(kube)[("deployment", "ns", "late")]
+    assert home != ROOT
+    del kube.configmaps["cocoon-system", ROOT]
+    planned = store.reserve(intent(rs="late-7b7c9d9d5f", name="late-2"), time.monotonic() + 30,
+                            dry_run=dry_run)  # fmt: skip
+    assert isinstance(planned, Draft) and planned.key == "ns.late.2", planned
+    if not dry_run:
+        assert homes(kube)[("deployment", "ns", "late")] == {home}
+        # The first ConfigMap is back, empty and marked, so later admissions read no more.
+        first = configmaps(kube)[ROOT]
+        assert (first.data, first.annotations) == ({}, {SHARDS_ANNOTATION: str(shards.SHARDS)})
+    else:
+        assert ROOT not in configmaps(kube)
+
+
+def test_a_split_pool_whose_first_configmap_was_deleted_while_cached(
+    cached: tuple[Any, Any, Any, AffinityStore],
+) -> None:
+    """The same through the caches: they saw the first ConfigMap go, and still know the
+    shards, so the next admission marks it split again instead of starting it afresh."""
+    import time
+
+    core, kube, caches, store = cached
+    for i in range(300):
+        reserve(store, intent(f"w-{i}"))
+    for i in range(2):
+        reserve(store, intent(rs="late-7b7c9d9d5f", name=f"late-{i}"))
+    core.delete_namespaced_config_map(ROOT, "cocoon-system")
+    deadline = time.monotonic() + 10
+    while caches.configmaps.get(ROOT) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert reserve(store, intent(rs="late-7b7c9d9d5f", name="late-2")).key == "ns.late.2"
+    listed = {cm.name: cm for cm in kube.list_configmaps("cocoon-system", "", 5)}
+    assert listed[ROOT].annotations == {SHARDS_ANNOTATION: str(shards.SHARDS)}
+    late = [n for n, cm in listed.items() if any(k.startswith("ns.late.") for k in cm.data)]
+    assert len(late) == 1 and late[0] != ROOT

@@ -69,7 +69,7 @@ _log = get_logger("reaper")
 class Summary:
     """The reply body (SPEC 8.1). `listed` is False when the ConfigMaps could not be listed."""
 
-    pools: int = 0
+    pools: int = 0  # distinct pools, however many ConfigMaps each spans (docs/pools.md)
     checked: int = 0
     marked: int = 0
     cleared: int = 0
@@ -250,7 +250,7 @@ def _sweep(
         ((cm.labels.get(POOL_KEY, ""), cm) for cm in found if cm.labels.get(POOL_KEY)),
         key=lambda item: (item[0], item[1].name),
     )
-    summary.pools = len(pools)
+    summary.pools = len({pool for pool, _ in pools})  # pools, not ConfigMaps: a split pool is one
     window = timedelta(seconds=settings.inflight_window_s)
     snapshots = _PodLists(kube, settings.inflight_window_s / 2, calls)
     for index, (pool, configmap) in enumerate(pools):

@@ -614,7 +614,7 @@ def test_sweep_dry_run_then_sweep(backend: Any, seeded: Any) -> None:
     code, out, _ = run(backend, "sweep", "--dry-run", "-o", "json")
     assert code == 0
     assert json.loads(out) == {
-        "pools": 3, "checked": 7, "marked": 1, "cleared": 0, "released": 1, "malformed": 1,
+        "pools": 2, "checked": 7, "marked": 1, "cleared": 0, "released": 1, "malformed": 1,
         "errors": 0, "retries": 0, "dryRun": True,
     }  # fmt: skip
     assert data_of(seeded, "cocoon-affinity-default") == before

@@ -139,12 +139,14 @@ def live_pods(core: Any) -> dict[str, str]:
     }
 
 
-def assert_consistent(core: Any) -> None:
-    """No VM name carried by two live pods; every live pod's entry names it; entries unique."""
+def assert_consistent(core: Any, data: dict[str, str] | None = None) -> None:
+    """No VM name carried by two live pods; every live pod's entry (in `data`, by default the
+    pool's first ConfigMap) names it; entries unique."""
     pods = live_pods(core)
     doubled = [vm for vm, n in Counter(pods.values()).items() if n > 1]
     assert doubled == [], f"VM names handed out twice: {doubled}"
-    entries = {json.loads(v)["vmName"]: json.loads(v)["pod"] for v in affinity_data(core).values()}
+    stored = affinity_data(core) if data is None else data
+    entries = {json.loads(v)["vmName"]: json.loads(v)["pod"] for v in stored.values()}
     for pod, vm in pods.items():
         assert entries.get(vm) == pod, f"{pod} ({vm}) lost its entry"
 
@@ -193,3 +195,56 @@ def test_configmap_deleted_while_cached(
     data = affinity_data(core)
     assert sorted(data) == sorted(f"ns._pod.v-{i}" for i in range(BURST // 2))
     assert len(first) == 3
+
+
+def test_a_burst_across_the_split_places_every_identity_once(
+    emulator: Any, core: Any, mutators: list[MutateProcess]
+) -> None:
+    """The pool's first ConfigMap is a few entries short of splitting when a burst of several
+    Deployments and bare pods arrives over three processes reading from their caches: the split
+    happens mid-burst, and still every identity lives in one ConfigMap, slots are dense and no
+    VM name is handed out twice."""
+    from datetime import UTC, datetime
+
+    from common.decisions.shards import SHARDS, SPLIT_AT_BYTES
+    from common.naming import SHARDS_ANNOTATION, affinity_labels
+    from common.reservation import Reservation, data_bytes, encode
+
+    # Old claims of pods long gone, in a namespace of their own: they only take room.
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    seed: dict[str, str] = {}
+    while data_bytes(seed) < SPLIT_AT_BYTES - 1500:
+        i = len(seed)
+        seed[f"seed._pod.p-{i}"] = encode(Reservation(
+            pool="default", namespace="seed", deployment="", slot=0, vm_name=f"vk-seed-p-{i}",
+            pod=f"p-{i}", node="cocoon-a", updated_at=old))  # fmt: skip
+    meta = {"name": AFFINITY[1], "labels": affinity_labels("default")}
+    core.create_namespaced_config_map(AFFINITY[0], {"metadata": meta, "data": seed})
+    for process in mutators:
+        wait_metric(process, "configmaps", 1)
+
+    deployments = [f"d{i}" for i in range(6)]
+    pods = [cocoon_pod(rs=f"{d}-7b7c9d9d5f") for d in deployments for _ in range(8)]
+    pods += [cocoon_pod(name=f"solo-{i}") for i in range(12)]
+    results = admit_and_store(mutators, core, pods)
+    names = vm_names(results)
+    assert len(set(names)) == len(pods)
+
+    listed = {cm.metadata.name: cm for cm in core.list_namespaced_config_map(AFFINITY[0]).items
+              if cm.metadata.name.startswith(AFFINITY[1])}  # fmt: skip
+    assert listed[AFFINITY[1]].metadata.annotations == {SHARDS_ANNOTATION: str(SHARDS)}
+    homes: dict[tuple[str, str], set[str]] = {}
+    slots: dict[str, list[int]] = {}
+    for name, cm in listed.items():
+        for value in (cm.data or {}).values():
+            entry = json.loads(value)
+            if entry["namespace"] != "ns":
+                continue
+            homes.setdefault((entry["deployment"], entry["pod"] if not entry["deployment"]
+                              else ""), set()).add(name)  # fmt: skip
+            if entry["deployment"]:
+                slots.setdefault(entry["deployment"], []).append(entry["slot"])
+    assert all(len(where) == 1 for where in homes.values()), homes
+    assert {d: sorted(s) for d, s in slots.items()} == {d: list(range(8)) for d in deployments}
+    assert len(listed) > 1  # some identities went to shards
+    assert_consistent(core, {k: v for cm in listed.values() for k, v in (cm.data or {}).items()})

@@ -33,6 +33,7 @@ VM_NAME_ANNOTATION_POINTER = "vm.cocoonstack.io~1name"
 
 AFFINITY_NAMESPACE = "cocoon-system"
 AFFINITY_NAME_PREFIX = "cocoon-affinity-"
+AFFINITY_SHARD_PREFIX = "cocoon-affinity."
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "cocoon-webhook"
 # On an affinity ConfigMap: a JSON object, data key → RFC 3339 time the reaper first found the
@@ -80,10 +81,13 @@ def affinity_configmap_name(pool: str) -> str:
 
 
 def affinity_shard_name(pool: str, shard: int) -> str:
-    """Shard 0 is the pool's first ConfigMap, under the Go original's name; shard k > 0 adds
-    `-k` (see docs/pools.md)."""
-    root = affinity_configmap_name(pool)
-    return root if shard == 0 else f"{root}-{shard}"
+    """Shard 0 is the pool's first ConfigMap, under the Go original's name; shard k > 0 is
+    `cocoon-affinity.<pool>.<k>` (see docs/pools.md). Not `cocoon-affinity-<pool>-<k>`: that
+    is the first ConfigMap of pool `<pool>-<k>`, and two pools would share it. A valid pool
+    ends in a letter or digit, so the last dot separates the shard and no two names meet."""
+    if shard == 0:
+        return affinity_configmap_name(pool)
+    return f"{AFFINITY_SHARD_PREFIX}{pool}.{shard}"
 
 
 def affinity_shard(namespace: str, deployment: str | None, pod: str, shards: int) -> int:

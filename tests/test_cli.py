@@ -192,7 +192,7 @@ def seeded(core: Any) -> Any:
     )  # fmt: skip
     put_configmap(
         core,
-        "cocoon-affinity-default-1",
+        "cocoon-affinity.default.1",
         "default",
         {
             "team-a._pod.broken": "{oops",
@@ -300,7 +300,7 @@ def test_pools_table(backend: Any, seeded: Any) -> None:
     default = json.loads(text)["items"][0]
     assert [cm["name"] for cm in default["configMaps"]] == [
         "cocoon-affinity-default",
-        "cocoon-affinity-default-1",
+        "cocoon-affinity.default.1",
     ]
     assert default["entries"] == 6
     assert default["nodes"][1] == {
@@ -397,11 +397,11 @@ def test_release_by_vm_name_and_dry_run(backend: Any, seeded: Any) -> None:
     code, _, err = run(backend, "release", "--vm", "vk-team-a-solo")
     assert (code, err) == (1, "error: no reservation with VM vk-team-a-solo\n")
     # A malformed entry, in the pool's second ConfigMap, goes by its key.
-    spare = data_of(seeded, "cocoon-affinity-default-1")
+    spare = data_of(seeded, "cocoon-affinity.default.1")
     code, out, _ = run(backend, "release", "team-a._pod.broken")
     assert code == 0 and out.startswith("released default/team-a._pod.broken (malformed:")
     del spare["team-a._pod.broken"]
-    assert data_of(seeded, "cocoon-affinity-default-1") == spare
+    assert data_of(seeded, "cocoon-affinity.default.1") == spare
 
 
 @pytest.mark.parametrize("backend", ["emulator"], indirect=True)
@@ -475,19 +475,19 @@ def race_with_mutate(backend: Any, *argv: str) -> tuple[int, str, list[pods.Draf
 def test_release_asks_which_when_two_configmaps_hold_the_entry(backend: Any, seeded: Any) -> None:
     twin = data_of(seeded, "cocoon-affinity-default")["team-a.demo.2"]
     seeded.patch_namespaced_config_map(
-        "cocoon-affinity-default-1", SYSTEM, {"data": {"team-a.demo.2": twin}}
+        "cocoon-affinity.default.1", SYSTEM, {"data": {"team-a.demo.2": twin}}
     )
     code, _, err = run(backend, "release", "team-a.demo.2")
     assert (code, err) == (
         1,
         "error: 2 entries match (default/team-a.demo.2 in cocoon-affinity-default, "
-        "default/team-a.demo.2 in cocoon-affinity-default-1); pick one with --configmap\n",
+        "default/team-a.demo.2 in cocoon-affinity.default.1); pick one with --configmap\n",
     )
     code, _, _ = run(
-        backend, "release", "team-a.demo.2", "--configmap", "cocoon-affinity-default-1"
+        backend, "release", "team-a.demo.2", "--configmap", "cocoon-affinity.default.1"
     )
     assert code == 0
-    assert "team-a.demo.2" not in data_of(seeded, "cocoon-affinity-default-1")
+    assert "team-a.demo.2" not in data_of(seeded, "cocoon-affinity.default.1")
     assert data_of(seeded, "cocoon-affinity-default")["team-a.demo.2"] == twin
 
 
@@ -541,7 +541,7 @@ def test_unpin_dry_run_shows_and_warns_but_writes_nothing(backend: Any, seeded: 
 def test_unpin_clears_only_the_node(backend: Any, seeded: Any) -> None:
     before = {
         **data_of(seeded, "cocoon-affinity-default"),
-        **data_of(seeded, "cocoon-affinity-default-1"),
+        **data_of(seeded, "cocoon-affinity.default.1"),
     }
     seeded.patch_node("cocoon-a", {"spec": {"unschedulable": True}})
     code, out, err = run(backend, "unpin", "--node", "cocoon-a")
@@ -550,7 +550,7 @@ def test_unpin_clears_only_the_node(backend: Any, seeded: Any) -> None:
     assert out.endswith("unpinned 4 entries from node cocoon-a\n")
     after = {
         **data_of(seeded, "cocoon-affinity-default"),
-        **data_of(seeded, "cocoon-affinity-default-1"),
+        **data_of(seeded, "cocoon-affinity.default.1"),
     }
     for key in UNPINNED:
         assert decode(after[key]) == replace(decode(before[key]), node="")
@@ -601,7 +601,7 @@ def test_unpin_racing_mutate_loses_nothing_and_misses_nothing(backend: Any, seed
         # Present whatever the order; pinned to cocoon-a only if it landed after the unpin.
         assert replace(stored, node=draft.reservation.node) == draft.reservation
     assert decode(data[first[0].key]).node == ""
-    data.update(data_of(seeded, "cocoon-affinity-default-1"))
+    data.update(data_of(seeded, "cocoon-affinity.default.1"))
     for key in UNPINNED:
         assert decode(data[key]).node == ""
 

@@ -230,8 +230,10 @@ def test_a_burst_across_the_split_places_every_identity_once(
     names = vm_names(results)
     assert len(set(names)) == len(pods)
 
-    listed = {cm.metadata.name: cm for cm in core.list_namespaced_config_map(AFFINITY[0]).items
-              if cm.metadata.name.startswith(AFFINITY[1])}  # fmt: skip
+    pool_configmaps = core.list_namespaced_config_map(
+        AFFINITY[0], label_selector="cocoonstack.io/pool=default"
+    )
+    listed = {cm.metadata.name: cm for cm in pool_configmaps.items}
     assert listed[AFFINITY[1]].metadata.annotations == {SHARDS_ANNOTATION: str(SHARDS)}
     homes: dict[tuple[str, str], set[str]] = {}
     slots: dict[str, list[int]] = {}

@@ -46,8 +46,10 @@ def kube() -> FakeKube:
     return fake
 
 
-def intent(name: str = "", rs: str | None = None, namespace: str = "ns") -> mutate.Intent:
-    pod = cocoon_pod(name=name, rs=rs, namespace=namespace)
+def intent(
+    name: str = "", rs: str | None = None, namespace: str = "ns", pool: str | None = None
+) -> mutate.Intent:
+    pod = cocoon_pod(name=name, rs=rs, namespace=namespace, pool=pool)
     if rs and name:
         pod["metadata"]["name"] = name
     made = plan("CREATE", "Pod", namespace, name, decode_pod(pod))
@@ -110,7 +112,7 @@ def test_the_pool_splits_and_grows_past_one_configmap(kube: FakeKube) -> None:
     for i in range(1500):
         (where,) = placed[("pod", "ns", f"w-{i}")]
         shard = affinity_shard("ns", None, f"w-{i}", shards.SHARDS)
-        assert where in (ROOT, f"{ROOT}-{shard}" if shard else ROOT)
+        assert where in (ROOT, f"cocoon-affinity.default.{shard}" if shard else ROOT)
 
 
 def test_replicas_racing_across_the_split_never_place_an_identity_twice(kube: FakeKube) -> None:
@@ -307,3 +309,17 @@ def test_a_split_pool_whose_first_configmap_was_deleted_while_cached(
     assert listed[ROOT].annotations == {SHARDS_ANNOTATION: str(shards.SHARDS)}
     late = [n for n, cm in listed.items() if any(k.startswith("ns.late.") for k in cm.data)]
     assert len(late) == 1 and late[0] != ROOT
+
+
+def test_a_shard_is_never_another_pools_configmap(kube: FakeKube) -> None:
+    """Pools `gpu` and `gpu-1` side by side: `gpu`'s shards must not be named as `gpu-1`'s first
+    ConfigMap, or the two pools share one (labels flipping, one pool's entries filling the
+    other's room)."""
+    kube.nodes += [node("gpu-a", pool="gpu"), node("gpu1-a", pool="gpu-1")]
+    store = AffinityStore(kube, WINDOW, clock=lambda: NOW)
+    for i in range(800):
+        reserve(store, intent(f"w-{i}", pool="gpu"))
+        reserve(store, intent(f"v-{i}", pool="gpu-1"))
+    for name, cm in configmaps(kube).items():
+        pools = {json.loads(value)["pool"] for value in cm.data.values()}
+        assert pools == {cm.labels["cocoonstack.io/pool"]}, name

@@ -210,14 +210,22 @@ def test_a_burst_across_the_split_places_every_identity_once(
     from common.naming import SHARDS_ANNOTATION, affinity_labels
     from common.reservation import Reservation, data_bytes, encode
 
-    # Old claims of pods long gone, in a namespace of their own: they only take room.
-    old = datetime(2020, 1, 1, tzinfo=UTC)
-    seed: dict[str, str] = {}
-    while data_bytes(seed) < SPLIT_AT_BYTES - 1500:
-        i = len(seed)
-        seed[f"seed._pod.p-{i}"] = encode(Reservation(
+    # Old claims of pods long gone, in a namespace of their own: they only take room, up to
+    # 10 bytes short of the split (the last one padded through its node's name). So the first
+    # write of the burst crosses it, and holds one process's batch at most: ten identities of
+    # the eighteen, so the rest must go to shards.
+    def claim(i: int, node: str = "cocoon-a") -> tuple[str, str]:
+        return f"seed._pod.p-{i}", encode(Reservation(
             pool="default", namespace="seed", deployment="", slot=0, vm_name=f"vk-seed-p-{i}",
-            pod=f"p-{i}", node="cocoon-a", updated_at=old))  # fmt: skip
+            pod=f"p-{i}", node=node, updated_at=datetime(2020, 1, 1, tzinfo=UTC)))  # fmt: skip
+
+    seed: dict[str, str] = {}
+    while data_bytes(seed) < SPLIT_AT_BYTES - 1000:
+        seed.update([claim(len(seed))])
+    key, value = claim(len(seed), node="")
+    pad = SPLIT_AT_BYTES - 10 - data_bytes(seed) - len(key) - len(value)
+    seed.update([claim(len(seed), node="n" * pad)])
+    assert data_bytes(seed) == SPLIT_AT_BYTES - 10
     meta = {"name": AFFINITY[1], "labels": affinity_labels("default")}
     core.create_namespaced_config_map(AFFINITY[0], {"metadata": meta, "data": seed})
     for process in mutators:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,23 @@ def test_a_force_deleted_pod_is_replaced_on_its_slot_and_node(
         "slot 1's claim to leave the in-flight window",
         timeout=INFLIGHT_WINDOW_S + 30,
     )
-    admin.core.delete_namespaced_pod(victim.metadata.name, ns, grace_period_seconds=0)
+    # A replacement admitted before a webhook's pod cache has seen its predecessor's deletion
+    # finds slot 1 still held by a live pod and takes a new slot (README: what the caches do not
+    # see). The controllers wait (SIGSTOP) until every webhook process's cache has seen it.
+    controllers = next(p for p in cluster.plane.processes if p.name == "kube-controller-manager")
+    cached = webhooks.metric("cocoon_webhook_cache_objects", cache="pods")
+    controllers.popen.send_signal(signal.SIGSTOP)
+    try:
+        admin.core.delete_namespaced_pod(victim.metadata.name, ns, grace_period_seconds=0)
+        wait_for(
+            lambda: (
+                webhooks.metric("cocoon_webhook_cache_objects", cache="pods")
+                == [count - 1 for count in cached]
+            ),
+            "every webhook's pod cache to see the deletion",
+        )
+    finally:
+        controllers.popen.send_signal(signal.SIGCONT)
 
     def replacement() -> Any:
         fresh = [p for p in pods_of(admin, ns) if p.metadata.name != victim.metadata.name]

@@ -34,7 +34,7 @@ from common.kube import (
     NotFound,
     context_namespace,
 )
-from common.logs import ROOT_LOGGER
+from common.logs import ROOT_LOGGER, context_of
 from common.naming import AFFINITY_NAMESPACE, MANAGED_BY_LABEL, MANAGED_BY_VALUE, POOL_KEY
 from common.operator_view import (
     document,
@@ -404,15 +404,10 @@ class _StderrFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         context = ", ".join(
-            f"{key}={' '.join(str(value).split())}"
-            for key, value in record.__dict__.items()
-            if key not in _LOG_RECORD_FIELDS and not key.startswith("_")
+            f"{key}={' '.join(str(value).split())}" for key, value in context_of(record).items()
         )
         line = f"{record.levelname.lower()}: {record.getMessage()}"
         return f"{line} ({context})" if context else line
-
-
-_LOG_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "taskName"}
 
 
 @contextlib.contextmanager

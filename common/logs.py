@@ -31,6 +31,15 @@ def timestamp(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def context_of(record: logging.LogRecord) -> dict[str, Any]:
+    """What came in through `extra=`: the record's attributes that every LogRecord lacks."""
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _RESERVED and not key.startswith("_")
+    }
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -38,9 +47,7 @@ class JsonFormatter(logging.Formatter):
             "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+        entry.update(context_of(record))
         if record.exc_info and record.exc_info[1] is not None:
             entry.setdefault("error", " ".join(str(record.exc_info[1]).split()))
         # A value from a review may hold a lone surrogate, which stdout's UTF-8 cannot write.

@@ -116,8 +116,7 @@ def encode_response(uid: str, verdict: Verdict) -> bytes:
         response["patch"] = base64.b64encode(compact).decode("ascii")
     if verdict.warnings:
         response["warnings"] = list(verdict.warnings)
-    audit = verdict.audit_annotations()
-    if audit:
-        response["auditAnnotations"] = audit
+    if verdict.audit:
+        response["auditAnnotations"] = dict(verdict.audit)
     review = {"apiVersion": ADMISSION_API_VERSION, "kind": ADMISSION_KIND, "response": response}
     return go_utf8(json.dumps(review, separators=(",", ":"), ensure_ascii=False))

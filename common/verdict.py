@@ -54,9 +54,6 @@ class Verdict:
     # of why (see AUDIT_REASON for the rules keys follow).
     audit: tuple[tuple[str, str], ...] = ()
 
-    def audit_annotations(self) -> dict[str, str]:
-        return dict(self.audit)
-
     def with_denial_reason(self) -> Verdict:
         """A denial that also files its reason in the audit log (issue 14 asks it of validate:
         the client that was refused may show no one). SPEC 4's deny reply has no other field,

@@ -43,7 +43,7 @@ from common.admission import Endpoint, admit
 from common.config import SECOND, Settings, format_go_duration
 from common.connections import BoundedApp, ByteBudget, Limits, client_certified, serve_sockets
 from common.edge import MAX_BODY_BYTES, Post, Readiness, not_found, route
-from common.health import READY, all_ready, reporting
+from common.health import READY, all_ready
 from common.kube import ClientKubeApi, KubeApi, KubeError
 from common.logs import ROOT_LOGGER, get_logger
 
@@ -222,7 +222,9 @@ class AdmissionApp:
         *,
         client_certificates: bool = False,
     ) -> None:
-        self._endpoints = dict(endpoints)
+        self._admissions: dict[str, Post] = {
+            path: partial(self._admit, endpoint=endpoint) for path, endpoint in endpoints.items()
+        }
         self._readiness = readiness
         self._client_certificates = client_certificates
         self._budget = ByteBudget()
@@ -242,8 +244,7 @@ class AdmissionApp:
         return await route(request, self._readiness, self._resolve, with_metrics=False)
 
     def _resolve(self, path: str) -> Post | None:
-        endpoint = self._endpoints.get(path)
-        return None if endpoint is None else partial(self._admit, endpoint=endpoint)
+        return self._admissions.get(path)
 
     async def _admit(self, request: Request, endpoint: Endpoint) -> Response:
         if self._client_certificates and not client_certified(request.scope):
@@ -457,12 +458,11 @@ async def run(prepared: Prepared, reaper_loop: ReaperLoop | None) -> int:
         # Terminating: leave the Service's endpoints while still answering what arrives.
         return (False, "not ready: shutting down") if stop_at else READY
 
-    readiness = all_ready(not_stopping, reporting(prepared.kube))
+    # The one /readyz of the server covers every function it serves: theirs (the table's), e.g.
+    # mutate's caches' first sync, and ours.
+    readiness = all_ready(not_stopping, *(e.readiness for e in prepared.endpoints.values()))
     if prepared.settings.caches_enabled:
-        # The one /readyz of the server covers mutate, so it waits for mutate's caches too.
-        caches = runtime.process().caches
-        caches.ensure_started()
-        readiness = all_ready(readiness, caches.readiness)
+        runtime.process().caches.ensure_started()  # now, not at the first probe
     webhook = _listener(
         AdmissionApp(
             prepared.endpoints, readiness, client_certificates=bool(prepared.settings.client_ca)

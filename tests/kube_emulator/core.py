@@ -142,6 +142,16 @@ class ApiCore:
                 continue
         raise errors.stale(t.rt.group, t.rt.plural, t.name)
 
+    def _commit(self, rt: ResourceType, new: Obj, cur: Obj, *, conditional: bool) -> Obj:
+        """Store `new` over `cur`, guarded by `cur`'s resourceVersion. A write the client made
+        unconditional that lost a race to another raises Retry: it reads again (`_put`)."""
+        try:
+            return self.store.update(rt.group, rt.plural, new, cur["metadata"]["resourceVersion"])
+        except errors.ApiError as err:
+            if err.reason == "Conflict" and not conditional:
+                raise Retry() from None
+            raise
+
     def _check_kind(self, rt: ResourceType, obj: Obj) -> None:
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
         storage = rt.storage_version or rt.version

@@ -105,12 +105,7 @@ class DeleteVerbs(ApiCore):
                 meta["generation"] += 1
             if dry:
                 return json_response(200, self._encode(rt, new), headers)
-            try:
-                stored = self.store.update(rt.group, rt.plural, new, cur_meta["resourceVersion"])
-            except ApiError as err:
-                if err.reason == "Conflict" and not conditional:
-                    raise Retry() from None
-                raise
+            stored = self._commit(rt, new, cur, conditional=conditional)
             return json_response(200, self._encode(rt, stored), headers)
         return self._finish_delete(t, clone(cur), cur, headers, conditional=conditional, dry=dry)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.kube_emulator import errors, selectors, validation
-from tests.kube_emulator.core import ApiCore, Retry, Target
-from tests.kube_emulator.errors import ApiError
+from tests.kube_emulator.core import ApiCore, Target
 from tests.kube_emulator.messages import Response, json_response
 from tests.kube_emulator.resources import ResourceType
 from tests.kube_emulator.store import Obj, clone
@@ -86,12 +85,7 @@ class ScaleVerbs(ApiCore):
         headers = self._warning_headers()
         if new == cur or dry:
             return json_response(200, self._to_scale(rt, new), headers)
-        try:
-            stored = self.store.update(rt.group, rt.plural, new, cur["metadata"]["resourceVersion"])
-        except ApiError as err:
-            if err.reason == "Conflict" and not conditional:
-                raise Retry() from None
-            raise
+        stored = self._commit(rt, new, cur, conditional=conditional)
         return json_response(200, self._to_scale(rt, stored), headers)
 
 

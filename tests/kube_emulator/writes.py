@@ -178,12 +178,7 @@ class WriteVerbs(ScaleVerbs, DeleteVerbs):
             return self._finish_delete(
                 t, new, cur, headers, conditional=conditional, respond_object=True
             )
-        try:
-            stored = self.store.update(rt.group, rt.plural, new, cur_meta["resourceVersion"])
-        except ApiError as err:
-            if err.reason == "Conflict" and not conditional:
-                raise Retry() from None
-            raise
+        stored = self._commit(rt, new, cur, conditional=conditional)
         self._after_write(rt, stored)
         return json_response(200, self._encode(rt, stored), headers)
 

@@ -94,33 +94,27 @@ def list_failed(error: str) -> Verdict:
     return deny(LIST_FAILED_PREFIX + error, Decision.ERROR)
 
 
-def _pod_of(item: Any) -> str | None:
-    # Listed objects come from the API server; one we cannot read names no pod we could match.
-    spec = item.get("spec") if isinstance(item, dict) else None
-    pod_ref = spec.get("podRef") if isinstance(spec, dict) else None
-    name = pod_ref.get("name") if isinstance(pod_ref, dict) else None
-    return name if isinstance(name, str) else None
+def _at(item: Any, *path: str) -> Any:
+    """The value at `path` in a listed object, None where it has no such field. Listed objects
+    come from the API server; one we cannot read names no pod we could match."""
+    for key in path:
+        item = item.get(key) if isinstance(item, dict) else None
+    return item
 
 
-def _terminating(item: dict[str, Any]) -> bool:
-    metadata = item.get("metadata")
-    return isinstance(metadata, dict) and bool(metadata.get("deletionTimestamp"))
-
-
-def _name_of(item: dict[str, Any]) -> str:
-    metadata = item.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, dict) else None
-    return name if isinstance(name, str) else ""
+def _text_at(item: Any, *path: str) -> str | None:
+    value = _at(item, *path)
+    return value if isinstance(value, str) else None
 
 
 def uniqueness_verdict(hibernation: Hibernation, existing: list[Any]) -> Verdict:
     """Rows 5-6: deny when another CocoonHibernation of the namespace targets the same pod."""
     pod = go_quote(hibernation.pod)
     for item in existing:
-        if _pod_of(item) != hibernation.pod:
+        if _text_at(item, "spec", "podRef", "name") != hibernation.pod:
             continue
-        other = go_quote(_name_of(item))
-        if _terminating(item):
+        other = go_quote(_text_at(item, "metadata", "name") or "")
+        if _at(item, "metadata", "deletionTimestamp"):
             return deny(
                 f"cocoon-webhook: pod {pod}'s CocoonHibernation {other} is still terminating; "
                 "retry after its cleanup finishes"
